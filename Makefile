@@ -1,0 +1,67 @@
+# retina_nbdev: the two commands of the README (`make demo`, `make test`) and a few more.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PRESET ?= small
+OUT ?= results
+
+.PHONY: help install demo test check-sync nbtest pytest docs lab bench notebooks clean
+
+help:
+	@echo "make demo      - install, run the whole study at the small preset, write $(OUT)/"
+	@echo "make test      - install, check notebooks clean and in sync, nbdev-test, pytest"
+	@echo "make docs      - render the notebooks to a browsable site in _docs/ (offline without Quarto)"
+	@echo "make notebooks - execute every notebook at the small preset and save its outputs"
+	@echo "make bench     - run the benchmarks tests/bench_*.py"
+	@echo "make lab       - JupyterLab on the notebooks"
+
+# A venv made once; re-installed when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/python -c "from retina_nbdev.core import write_preset_summary; print('wrote', write_preset_summary('$(OUT)', '$(PRESET)'))"
+
+# Fail if nbdev-clean or nbdev-export changes any file (tracked, or new in the library).
+check-sync: install
+	@before=$$(git status --porcelain -- nbs retina_nbdev; git diff -- nbs retina_nbdev | sha1sum); \
+	$(BIN)/nbdev-clean; $(BIN)/nbdev-export; \
+	after=$$(git status --porcelain -- nbs retina_nbdev; git diff -- nbs retina_nbdev | sha1sum); \
+	if [ "$$before" != "$$after" ]; then \
+	  echo "nbdev-clean or nbdev-export changed these files: run them and commit the result"; \
+	  git status --porcelain -- nbs retina_nbdev; exit 1; fi; \
+	echo "notebooks clean, library in sync"
+
+nbtest: install
+	IN_TEST=1 $(BIN)/nbdev-test --n-workers 2 --timing
+
+pytest: install
+	$(BIN)/python -m pytest tests -q
+
+test: check-sync nbtest pytest
+
+notebooks: install
+	$(BIN)/python tools/run_notebooks.py
+	$(BIN)/nbdev-clean
+
+docs: install
+	$(BIN)/python tools/build_docs.py --out _docs
+
+lab: install
+	$(BIN)/jupyter lab nbs
+
+bench: install
+	@shopt -s nullglob; benches=(tests/bench_*.py); \
+	if [ $${#benches[@]} -eq 0 ]; then echo "no benchmarks yet"; fi; \
+	for b in "$${benches[@]}"; do echo "== $$b"; $(BIN)/python "$$b"; done
+
+clean:
+	rm -rf _docs _proc .pytest_cache
