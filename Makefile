@@ -49,11 +49,11 @@ pytest: install
 test: check-sync nbtest pytest
 
 notebooks: install
-	$(BIN)/python tools/run_notebooks.py
+	$(BIN)/python tools/run_notebooks.py $(NB)
 	$(BIN)/nbdev-clean
 
 docs: install
-	$(BIN)/python tools/build_docs.py --out _docs
+	$(BIN)/python tools/build_docs.py --out _docs --readme
 
 lab: install
 	$(BIN)/jupyter lab nbs

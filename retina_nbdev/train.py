@@ -7,7 +7,7 @@ Docs: https://retina-nbdev.github.io/retina_nbdev/train.html.md"""
 # %% auto #0
 __all__ = ['TrainingState', 'check_compatible', 'fit']
 
-# %% ../nbs/04_train.ipynb #1ed63cc2
+# %% ../nbs/04_train.ipynb #0341bba5
 from .core import *
 import csv, json, math, time
 from dataclasses import dataclass, field, asdict
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import keras
 from tqdm.auto import tqdm
+from .chunked import supports_chunks, make_train_step, chunk_starts, gather_chunks, chunked_loss
 
 # %% ../nbs/04_train.ipynb #d49e29b8
 @dataclass
@@ -90,16 +91,30 @@ def _reseed_noise(model, seed, epoch):
     for index, variable in enumerate(generators):
         variable.assign(np.array([seed * 1_000_003 + epoch * 1_009 + index, 0], dtype=variable.dtype))
 
-# %% ../nbs/04_train.ipynb #18de9798
-def _run_epoch(model, recording, state, batch_size, seed, max_batches):
+# %% ../nbs/04_train.ipynb #ef3acd07
+def _plain_epoch(model, recording, batch_size, seed, max_batches):
+    train = recording.dataset('train', batch_size=batch_size, shuffle=True, seed=seed)
+    validation = recording.dataset('validation', batch_size=batch_size, shuffle=False)
+    if max_batches: train = train.take(max_batches)
+    loss = model.fit(train, epochs=1, verbose=0, shuffle=False).history['loss'][-1]  # the dataset is shuffled
+    return loss, model.evaluate(validation, verbose=0, return_dict=True)['loss']
+
+# %% ../nbs/04_train.ipynb #7a8e6922
+def _chunked_epoch(model, recording, batch_size, seed, max_batches, chunk_length, step):
+    frames, rates = recording.frames['train'], recording.train_rates
+    starts = chunk_starts(*recording.sample_range('train'), chunk_length, seed=seed)
+    per_batch = max(1, batch_size // chunk_length)
+    batches = [starts[i:i + per_batch] for i in range(0, len(starts), per_batch)][:max_batches or None]
+    losses = [float(step(*gather_chunks(frames, rates, batch, chunk_length, recording.history))) for batch in batches]
+    return np.mean(losses), chunked_loss(model, frames, rates, *recording.sample_range('validation'), chunk_length)
+
+# %% ../nbs/04_train.ipynb #a56327c1
+def _run_epoch(model, recording, state, batch_size, seed, max_batches, chunk_length, step):
     model.optimizer.learning_rate.assign(state.learning_rate)
     _reseed_noise(model, seed, state.epoch)
-    train = recording.dataset('train', batch_size=batch_size, shuffle=True, seed=seed + state.epoch)
-    validation = recording.dataset('validation', batch_size=batch_size, shuffle=False)
-    if max_batches: train, validation = train.take(max_batches), validation.take(max_batches)
     start = time.perf_counter()
-    loss = model.fit(train, epochs=1, verbose=0).history['loss'][-1]
-    val_loss = model.evaluate(validation, verbose=0, return_dict=True)['loss']
+    if step is None: loss, val_loss = _plain_epoch(model, recording, batch_size, seed + state.epoch, max_batches)
+    else: loss, val_loss = _chunked_epoch(model, recording, batch_size, seed + state.epoch, max_batches, chunk_length, step)
     return float(loss), float(val_loss), time.perf_counter() - start
 
 # %% ../nbs/04_train.ipynb #481be3f6
@@ -109,7 +124,7 @@ def _write_log(path, history):
         writer = csv.DictWriter(file, fieldnames=list(history[0]))
         writer.writeheader(); writer.writerows(history)
 
-# %% ../nbs/04_train.ipynb #d4a5520e
+# %% ../nbs/04_train.ipynb #305fd916
 def fit(model: keras.Model, # a model from `retina_nbdev.models`; trained in place
         recording, # a `Recording` from `retina_nbdev.data.load_recording`
         out: str | Path, # folder for checkpoints, the state and the CSV log; calling again resumes from it
@@ -123,6 +138,8 @@ def fit(model: keras.Model, # a model from `retina_nbdev.models`; trained in pla
         max_batches: int | None = None, # cap on batches per epoch (quick checks)
         progress: bool = True, # show a progress bar over epochs
         preset: str | Preset | None = None, # preset supplying the defaults
+        chunked: bool | None = None, # conv1 by FFT over movie chunks (`retina_nbdev.chunked`); None: when the model allows
+        chunk_length: int | None = None, # samples per chunk; default a quarter of the batch, at most 500
        ) -> TrainingState:
     "Train with the Poisson loss, checkpointing every epoch; resume from `out` if it holds a checkpoint."
     check_compatible(model, recording)
@@ -132,9 +149,13 @@ def fit(model: keras.Model, # a model from `retina_nbdev.models`; trained in pla
     state = TrainingState(learning_rate=learning_rate or preset.learning_rate)
     model.compile(optimizer=keras.optimizers.Adam(state.learning_rate), loss=keras.losses.Poisson())
     if paths['state'].exists(): state = _load_checkpoint(model, out)
+    chunked = supports_chunks(model) if chunked is None else chunked
+    if chunked and not supports_chunks(model): raise ValueError(f"model {model.name} has no valid-padded conv1 on its input: use chunked=False")
+    chunk_length = chunk_length or min(500, max(1, batch_size // 4))
+    step = make_train_step(model) if chunked else None
     bar = tqdm(total=epochs, initial=state.epoch, desc=f'fit {model.name}', disable=not progress, unit='epoch')
     while state.epoch < epochs and not state.stopped_early:
-        loss, val_loss, seconds = _run_epoch(model, recording, state, batch_size, seed, max_batches)
+        loss, val_loss, seconds = _run_epoch(model, recording, state, batch_size, seed, max_batches, chunk_length, step)
         if not (np.isfinite(loss) and np.isfinite(val_loss)):
             raise FloatingPointError(f"training of {model.name} diverged at epoch {state.epoch + 1}: loss {loss}, "
                                      f"validation loss {val_loss}; lower the learning rate ({state.learning_rate})")
