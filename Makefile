@@ -8,14 +8,14 @@ STAMP := $(VENV)/.installed
 PRESET ?= small
 OUT ?= results
 
-.PHONY: help install demo test check-sync nbtest pytest docs lab bench notebooks clean
+.PHONY: help install demo test check-sync nbtest pytest docs lab bench bench-env notebooks clean
 
 help:
 	@echo "make demo      - install, run the whole study at the small preset, write $(OUT)/"
 	@echo "make test      - install, check notebooks clean and in sync, nbdev-test, pytest"
 	@echo "make docs      - render the notebooks to a browsable site in _docs/ (offline without Quarto)"
 	@echo "make notebooks - execute every notebook at the small preset and save its outputs"
-	@echo "make bench     - run the benchmarks tests/bench_*.py"
+	@echo "make bench     - run the benchmarks tests/bench_*.py (PyTorch twin in .venv-bench)"
 	@echo "make lab       - JupyterLab on the notebooks"
 
 # A venv made once; re-installed when pyproject.toml changes.
@@ -58,7 +58,16 @@ docs: install
 lab: install
 	$(BIN)/jupyter lab nbs
 
-bench: install
+# The benchmark's own environment: PyTorch (CPU build) for the training comparison, never a library dependency.
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed:
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q torch==2.13.0 numpy
+	@touch $@
+
+bench-env: $(BENCH_VENV)/.installed
+
+bench: install bench-env
 	@shopt -s nullglob; benches=(tests/bench_*.py); \
 	if [ $${#benches[@]} -eq 0 ]; then echo "no benchmarks yet"; fi; \
 	for b in "$${benches[@]}"; do echo "== $$b"; $(BIN)/python "$$b"; done

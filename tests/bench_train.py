@@ -1,0 +1,167 @@
+"""Training throughput of the BN-CNN: ours (chunked, conv1 by FFT) vs a plain Keras fit on materialised windows vs
+the same architecture in PyTorch; and the peak memory of training on a 60-minute paper-size recording.
+
+    python tests/bench_train.py [--presets small paper] [--skip-memory] [--seconds 20]
+
+PyTorch lives only in the benchmark's own environment (`make bench-env` makes `.venv-bench` with the CPU build); it
+is never a dependency of the library. Prints samples per second per implementation and the ratios, in one run.
+"""
+import argparse, json, os, resource, subprocess, sys, tempfile, textwrap, time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_PYTHON = ROOT/'.venv-bench'/'bin'/'python'
+
+
+def _movie(preset, num_samples, seed=0):
+    rng = np.random.default_rng(seed)
+    frames = rng.standard_normal((num_samples + preset.history, preset.pixels, preset.pixels)).astype('float32')
+    rates = rng.poisson(2.0, (num_samples, preset.num_cells)).astype('float32')
+    return frames, rates
+
+
+def bench_ours(preset, batch_size, seconds):
+    "Samples/s of our training step: chunks of consecutive samples, conv1 by FFT, the rest per sample."
+    import keras, tensorflow as tf
+    from retina_nbdev.models import bn_cnn
+    from retina_nbdev.chunked import make_train_step, gather_chunks, chunk_starts
+    chunk_length = min(500, batch_size // 4)
+    frames, rates = _movie(preset, 20 * batch_size)
+    frames, rates = tf.constant(frames), tf.constant(rates)
+    model = bn_cnn(preset)
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.Poisson())
+    step = make_train_step(model)
+    starts = chunk_starts(0, 20 * batch_size, chunk_length, seed=0)
+    per_batch = batch_size // chunk_length
+    batches = [starts[i:i + per_batch] for i in range(0, len(starts) - per_batch + 1, per_batch)]
+    step(*gather_chunks(frames, rates, batches[0], chunk_length, preset.history))  # trace
+    done, start = 0, time.perf_counter()
+    for batch in batches * 10:
+        step(*gather_chunks(frames, rates, batch, chunk_length, preset.history)); done += batch_size
+        if time.perf_counter() - start > seconds: break
+    return done / (time.perf_counter() - start)
+
+
+def bench_plain(preset, batch_size, seconds):
+    "Samples/s of the straightforward implementation: every window materialised, plain `model.fit`."
+    import keras
+    from retina_nbdev.models import bn_cnn
+    probe = 2 * batch_size
+    frames, rates = _movie(preset, probe)
+    index = np.arange(probe)[:, None] + np.arange(preset.history)
+    windows = np.ascontiguousarray(np.moveaxis(frames[index], 1, -1))  # (N, H, W, history), all materialised
+    model = bn_cnn(preset)
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.Poisson())
+    model.fit(windows[:batch_size], rates[:batch_size], batch_size=batch_size, epochs=1, verbose=0)  # warm up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        model.fit(windows, rates, batch_size=batch_size, epochs=1, verbose=0); done += probe
+    return done / (time.perf_counter() - start)
+
+
+TORCH_TWIN = textwrap.dedent('''
+    import json, sys, time, torch, torch.nn as nn
+    torch.set_num_threads(int(sys.argv[8]))
+    pixels, history, c1, k1, c2, k2, cells, batch, seconds = map(float, sys.argv[1:8] + sys.argv[9:11])
+    pixels, history, c1, k1, c2, k2, cells, batch = map(int, (pixels, history, c1, k1, c2, k2, cells, batch))
+    s1, s2 = pixels - k1 + 1, pixels - k1 - k2 + 2
+    class UnitBN(nn.Module):
+        def __init__(self, shape): super().__init__(); self.bn = nn.BatchNorm1d(int(torch.tensor(shape).prod()), eps=1e-3, momentum=0.01)
+        def forward(self, x): return self.bn(x.flatten(1)).view_as(x)
+    class Noise(nn.Module):
+        def forward(self, x): return x + 0.05 * torch.randn_like(x) if self.training else x
+    model = nn.Sequential(nn.Conv2d(history, c1, k1), UnitBN((c1, s1, s1)), Noise(), nn.ReLU(),
+                          nn.Conv2d(c1, c2, k2), UnitBN((c2, s2, s2)), Noise(), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(c2 * s2 * s2, cells, bias=False), nn.BatchNorm1d(cells, eps=1e-3, momentum=0.01), nn.Softplus())
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3, weight_decay=0)
+    loss_fn = nn.PoissonNLLLoss(log_input=False)
+    x, y = torch.randn(batch, history, pixels, pixels), torch.poisson(torch.full((batch, cells), 2.0))
+    def step():
+        optimizer.zero_grad(); loss = loss_fn(model(x), y); loss.backward(); optimizer.step()
+    step(); done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds: step(); done += batch
+    print(json.dumps(dict(samples_per_second=done / (time.perf_counter() - start), torch=torch.__version__)))
+''')
+
+
+def bench_torch(preset, batch_size, seconds, threads):
+    "Samples/s of the same architecture in PyTorch (CPU build, in `.venv-bench`), windows given as a tensor."
+    if not BENCH_PYTHON.exists(): return None
+    args = [preset.pixels, preset.history, preset.conv1_channels, preset.conv1_kernel, preset.conv2_channels,
+            preset.conv2_kernel, preset.num_cells, threads, batch_size, seconds]
+    out = subprocess.run([str(BENCH_PYTHON), '-c', TORCH_TWIN, *map(str, args)], capture_output=True, text=True)
+    if out.returncode: print(out.stderr[-2000:]); return None
+    return json.loads(out.stdout.strip().splitlines()[-1])['samples_per_second']
+
+
+MEMORY_SCRIPT = textwrap.dedent('''
+    import resource, sys, time, numpy as np
+    from pathlib import Path
+    from retina_nbdev.core import PRESETS
+    from retina_nbdev.data import write_recording, load_recording
+    from retina_nbdev.models import bn_cnn
+    from retina_nbdev.train import fit
+    preset, minutes, folder = PRESETS['paper'], float(sys.argv[1]), Path(sys.argv[2])
+    frames = int(minutes * 60 * 100)
+    rng = np.random.default_rng(0)
+    train = dict(stimulus=np.sign(rng.standard_normal((frames, 50, 50), dtype=np.float32)),
+                 firing_rate_10ms=rng.random((preset.num_cells, frames), dtype=np.float32) * 10)
+    train['binned'] = np.zeros_like(train['firing_rate_10ms'])
+    test = dict(stimulus=train['stimulus'][:1000].copy(), firing_rate_10ms=train['firing_rate_10ms'][:, :1000],
+                binned=train['binned'][:, :1000], repeats=np.stack([train['firing_rate_10ms'][:, :1000]] * 2, 1))
+    path = write_recording(folder/'paper60.h5', train, test); del train, test
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    recording = load_recording(path, history=preset.history, nskip=preset.nskip)
+    model = bn_cnn('paper')
+    start = time.perf_counter()
+    fit(model, recording, folder/'run', epochs=1, batch_size=5000, max_batches=3, progress=False)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"MEMORY {frames} {recording.frames['train'].shape} {peak / 2**20:.2f} {time.perf_counter() - start:.1f}")
+''')
+
+
+def bench_memory(minutes):
+    "Peak resident memory (GiB) of training on a `minutes`-long paper-size recording, lazy windows, chunked path."
+    with tempfile.TemporaryDirectory() as folder:
+        out = subprocess.run([sys.executable, '-c', MEMORY_SCRIPT, str(minutes), folder], capture_output=True, text=True)
+    line = next((l for l in out.stdout.splitlines() if l.startswith('MEMORY')), None)
+    if line is None: print(out.stderr[-3000:]); return None
+    _, frames, shape, peak, seconds = line.split(maxsplit=4)
+    frame_gib = int(frames) * 50 * 50 * 4 / 2**30
+    return dict(frames=int(frames), frames_gib=frame_gib, peak_gib=float(peak), materialised_gib=frame_gib * 40)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--presets', nargs='+', default=['small', 'paper'])
+    parser.add_argument('--seconds', type=float, default=20, help='timed seconds per implementation')
+    parser.add_argument('--skip-memory', action='store_true')
+    parser.add_argument('--minutes', type=float, default=60, help='length of the recording for the memory test')
+    args = parser.parse_args()
+    from retina_nbdev.core import PRESETS
+    threads = int(os.environ.get('RETINA_THREADS') or os.cpu_count())
+    results = {}
+    for name in args.presets:
+        preset = PRESETS[name]
+        batch = {'small': 1000, 'paper': 1000}.get(name, preset.batch_size)
+        row = dict(ours=bench_ours(preset, batch, args.seconds), plain=bench_plain(preset, batch, args.seconds),
+                   torch=bench_torch(preset, batch, args.seconds, threads))
+        results[name] = row
+        torch_text = f"{row['torch']:8.1f}" if row['torch'] else '     n/a (make bench-env)'
+        print(f"{name:6s} batch {batch}: ours {row['ours']:8.1f}  plain {row['plain']:8.1f}  torch {torch_text}  samples/s;"
+              f"  ours/plain {row['ours'] / row['plain']:.1f}x" + (f"  ours/torch {row['ours'] / row['torch']:.1f}x" if row['torch'] else ''),
+              flush=True)
+    if not args.skip_memory:
+        memory = bench_memory(args.minutes)
+        if memory:
+            print(f"memory: {args.minutes:g}-minute paper recording ({memory['frames']} frames, {memory['frames_gib']:.2f} GiB of "
+                  f"frames): peak RSS {memory['peak_gib']:.2f} GiB while training; all windows materialised would be "
+                  f"{memory['materialised_gib']:.0f} GiB")
+        results['memory'] = memory
+    return results
+
+
+if __name__ == '__main__':
+    main()
