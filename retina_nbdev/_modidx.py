@@ -147,4 +147,5 @@ d = { 'settings': { 'branch': 'main',
                                     'retina_nbdev.train._save_weights': ('train.html#_save_weights', 'retina_nbdev/train.py'),
                                     'retina_nbdev.train._write_log': ('train.html#_write_log', 'retina_nbdev/train.py'),
                                     'retina_nbdev.train.check_compatible': ('train.html#check_compatible', 'retina_nbdev/train.py'),
-                                    'retina_nbdev.train.fit': ('train.html#fit', 'retina_nbdev/train.py')}}}
+                                    'retina_nbdev.train.fit': ('train.html#fit', 'retina_nbdev/train.py'),
+                                    'retina_nbdev.train.predict_test': ('train.html#predict_test', 'retina_nbdev/train.py')}}}
