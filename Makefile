@@ -28,7 +28,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(BIN)/python -c "from retina_nbdev.core import write_preset_summary; print('wrote', write_preset_summary('$(OUT)', '$(PRESET)'))"
+	$(BIN)/retina-nbdev run --preset $(PRESET) --out $(OUT)
+	@echo "The report is $(OUT)/report.html; the numbers are in $(OUT)/summary.json"
 
 # Fail if nbdev-clean or nbdev-export changes any file (tracked, or new in the library).
 check-sync: install
