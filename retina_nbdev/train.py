@@ -52,7 +52,7 @@ def _save_weights(model, path):
         model.save_weights(keras_tmp)
         keras_tmp.replace(tmp)
 
-# %% ../nbs/04_train.ipynb #06c2cb2a
+# %% ../nbs/04_train.ipynb #b8221c64
 def _save_checkpoint(model, state, out):
     paths = _paths(out)
     _save_weights(model, paths['weights'])
@@ -63,8 +63,8 @@ def _save_checkpoint(model, state, out):
 def _load_checkpoint(model, out):
     paths = _paths(out)
     state = TrainingState(**json.loads(paths['state'].read_text()))
+    model.optimizer.build(model.trainable_variables)  # before loading, so the weights file's optimizer slots match
     model.load_weights(paths['weights'])
-    model.optimizer.build(model.trainable_variables)
     with np.load(paths['optimizer']) as saved:
         values = [saved[f'arr_{i}'] for i in range(len(saved.files))]
     if len(values) != len(model.optimizer.variables): raise ValueError(f"{paths['optimizer']} does not match this model's optimizer")
