@@ -82,13 +82,13 @@ class Attribution:
         if axis not in ('vertical', 'horizontal'): raise ValueError(f"axis must be 'vertical' or 'horizontal', got {axis!r}")
         return self.attributions.sum(2 if axis == 'vertical' else 3)
 
-# %% ../nbs/06_attribution.ipynb #cab31028
+# %% ../nbs/06_attribution.ipynb #c27ed4ba
 @tf.function(reduce_retracing=True)
 def _fast_pass(tail, z_b, delta, alphas, weights, cells):
     "Σ_k w_k ∂r/∂z(z_b + α_k Δz) for a few steps k, compiled: (windows, cells, ...)."
     z = z_b[None] + tf.reshape(alphas, (-1, 1, 1, 1, 1)) * delta[None]  # (k, B, ...)
     grads = _cell_gradients(tail, tf.reshape(z, (-1, *z.shape[2:])), cells)  # (cells, k*B, ...)
-    grads = tf.reshape(grads, (len(cells), -1, *z.shape[1:]))  # (cells, k, B, ...)
+    grads = tf.reshape(grads, tf.concat([[len(cells), -1], tf.shape(z)[1:]], 0))  # (cells, k, B, ...)
     return tf.einsum('k,ckb...->bc...', weights, grads)
 
 def _ig_batch_fast(head, tail, windows, baselines, cells, alphas, weights, max_evaluations):

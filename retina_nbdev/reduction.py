@@ -6,7 +6,8 @@ Docs: https://retina-nbdev.github.io/retina_nbdev/reduction.html.md"""
 
 # %% auto #0
 __all__ = ['CELL_TYPES', 'channel_importance', 'minimal_channel_set', 'silence_channels', 'effective_filters', 'classify_filter',
-           'attribution_components', 'effective_weights', 'precision_recall', 'closest_planted_filter']
+           'attribution_components', 'effective_weights', 'precision_recall', 'closest_planted_filter',
+           'phenomenon_stimulus', 'attribute_phenomenon', 'reduce_attributed', 'reduce_phenomenon']
 
 # %% ../nbs/07_reduction.ipynb #91f7c2e0
 from .core import *
@@ -136,3 +137,76 @@ def closest_planted_filter(temporal, # (lags,) a channel's effective filter, lag
     scores = {name: float(np.corrcoef(temporal[:lags], f[:lags])[0, 1]) for name, f in planted.items()}
     best = max(scores, key=scores.get)
     return best, scores[best]
+
+# %% ../nbs/07_reduction.ipynb #af3ee1d9
+def phenomenon_stimulus(phenomenon: str, # one of `phenomena.PHENOMENA`
+                        pixels: int, # frame side
+                        history: int, # the model's history: the response window is given in `responses` rows
+                       ) -> tuple:
+    "A canonical stimulus for `phenomenon` and the `responses` rows where it lives: (movie, rows)."
+    from retina_nbdev import phenomena as ph
+    if phenomenon == 'latency':
+        movie, rows = ph.flash_movie(-2.0, 2, pixels, before=history + 10, after=20), np.arange(10, 10 + 15)
+    elif phenomenon == 'osr':
+        movie, omitted = ph.flash_train(10, 8, pixels=pixels, before=history + 10, after=30)
+        rows = np.arange(omitted - history - 30, omitted - history + 25)
+    elif phenomenon == 'reversal':
+        movie, turn, _ = ph.reversing_bar((pixels - 1) / 2, pixels=pixels, before=history + 10, after=30)
+        rows = np.arange(turn - history - 20, turn - history + 26)
+    elif phenomenon == 'anticipation':
+        movie, positions = ph.drifting_bar(0.08, 1, pixels, before=history + 10, after=10)
+        rows = np.flatnonzero(np.isfinite(positions[history:]))
+    else: raise ValueError(f"unknown phenomenon {phenomenon!r}: phenomena are {', '.join(ph.PHENOMENA)}")
+    return movie, rows
+
+# %% ../nbs/07_reduction.ipynb #c319e1b2
+def _model_windows(movie, rows, history):
+    index = np.asarray(rows)[:, None] + np.arange(history)
+    return np.moveaxis(np.asarray(movie, np.float32)[index], 1, -1)  # (rows, H, W, history)
+
+def attribute_phenomenon(model: keras.Model, # a trained BN-CNN
+                         phenomenon: str, # one of `phenomena.PHENOMENA`
+                         cell: int, # the output cell
+                         zscore: tuple = (0.0, 1.0), # (mean, std) of the model's training stimulus
+                         steps: int = 50, # integrated-gradient steps
+                        ) -> dict:
+    "Integrated gradients of one cell to conv1 over the bins where `phenomenon` lives: A_c(t) and r(t) - r(0)."
+    from retina_nbdev.attribution import integrated_gradients
+    history, pixels = model.input_shape[-1], model.input_shape[1]
+    movie, rows = phenomenon_stimulus(phenomenon, pixels, history)
+    result = integrated_gradients(model, _model_windows((movie - zscore[0]) / zscore[1], rows, history), cells=[cell], steps=steps,
+                                  baseline=np.full(model.input_shape[1:], -zscore[0] / zscore[1], np.float32))
+    return dict(phenomenon=phenomenon, cell=cell, rows=rows, time_courses=result.channel_sum()[:, 0],
+                response=result.outputs[:, 0] - result.baseline_outputs[:, 0], completeness_error=result.completeness_error)
+
+# %% ../nbs/07_reduction.ipynb #24681c57
+def reduce_attributed(model: keras.Model, # the model `attribute_phenomenon` attributed
+                      attributed: dict, # its result
+                      zscore: tuple = (0.0, 1.0), # (mean, std) of the model's training stimulus
+                      accuracy: float = 0.9, # reconstruction the kept channels must reach
+                     ) -> dict:
+    "Keep the fewest channels, silence the rest, re-measure the phenomenon; add the kept channels' types."
+    from retina_nbdev import phenomena as ph
+    phenomenon, cell = attributed['phenomenon'], attributed['cell']
+    keep, reached = minimal_channel_set(attributed['time_courses'], attributed['response'], accuracy)
+    reduced = silence_channels(model, keep)
+    movie, _ = phenomenon_stimulus(phenomenon, model.input_shape[1], model.input_shape[-1])
+    full_trace, reduced_trace = (ph.responses(m, movie, zscore=zscore)[:, cell] for m in (model, reduced))
+    measure = getattr(ph, f'measure_{phenomenon}')
+    full_value, reduced_value = (measure(m, zscore=zscore).summary.set_index('cell').loc[cell, ph.MAIN_METRIC[phenomenon]] for m in (model, reduced))
+    filters = effective_filters(model)
+    return dict(attributed, keep=keep, reconstruction=reached, types=[classify_filter(filters[c]) for c in keep],
+                full_trace=full_trace, reduced_trace=reduced_trace, filters=filters[keep],
+                reduced_r=float(np.corrcoef(full_trace, reduced_trace)[0, 1]) if np.std(reduced_trace) > 0 else float('nan'),
+                full_value=float(full_value), reduced_value=float(reduced_value))
+
+# %% ../nbs/07_reduction.ipynb #9d3f3de1
+def reduce_phenomenon(model: keras.Model, # a trained BN-CNN
+                      phenomenon: str, # one of `phenomena.PHENOMENA`
+                      cell: int, # the output cell
+                      zscore: tuple = (0.0, 1.0), # (mean, std) of the model's training stimulus
+                      accuracy: float = 0.9, # reconstruction the kept channels must reach
+                      steps: int = 50, # integrated-gradient steps
+                     ) -> dict:
+    "Attribute, select, silence and re-measure one cell's `phenomenon`: a dict of arrays and numbers."
+    return reduce_attributed(model, attribute_phenomenon(model, phenomenon, cell, zscore, steps), zscore, accuracy)
