@@ -7,8 +7,8 @@ Docs: https://retina-nbdev.github.io/retina_nbdev/pipeline.html.md"""
 # %% auto #0
 __all__ = ['STAGES', 'MODEL_RATES', 'REPORT_SECTIONS', 'RunConfig', 'Stage', 'stage', 'file_hash', 'stage_key', 'read_manifest',
            'is_complete', 'run_stage', 'find_recordings', 'recording_of', 'simulate_stage', 'load_run_recording',
-           'train_stage', 'evaluate_stage', 'report_section', 'figure_html', 'write_report', 'report_stage',
-           'run_pipeline']
+           'train_stage', 'evaluate_stage', 'phenomena_stage', 'cells_to_reduce', 'attribute_stage', 'true_types',
+           'reduce_stage', 'report_section', 'figure_html', 'write_report', 'report_stage', 'run_pipeline']
 
 # %% ../nbs/10_pipeline.ipynb #4458ffeb
 from .core import *
@@ -200,6 +200,96 @@ def evaluate_stage(config, folder, inputs, work):
            dict(cnn_beats_ln=int((table[table.model == 'cnn'].r.values > table[table.model == 'ln'].r.values).sum()),
                 num_cells=int(recording.num_cells))
 
+# %% ../nbs/10_pipeline.ipynb #ccab37ff
+def _zscore(recording): return (float(recording.stimulus_mean), float(recording.stimulus_std))
+
+def _save_suite(suite, folder, label):
+    suite.summary.to_csv(folder/f'{label}_summary.csv', index=False)
+    for name, measurement in suite.measurements.items(): measurement.traces.to_csv(folder/f'{label}_{name}_traces.csv', index=False)
+
+# %% ../nbs/10_pipeline.ipynb #4dc93dfb
+@stage('phenomena', needs=['simulate', 'train'], description='the four phenomena on the CNN and the retina, with ablations')
+def phenomena_stage(config, folder, inputs, work):
+    import pandas as pd
+    from retina_nbdev import phenomena as ph
+    from retina_nbdev.models import load_model
+    recording = load_run_recording(config, inputs)
+    truth = recording.ground_truth or {}
+    cell_types = [str(t) for t in truth['cell_types']] if 'cell_types' in truth else None
+    cnn_suite = ph.run_suite(load_model(inputs['train']/'cnn.keras'), cell_types=cell_types, zscore=_zscore(recording))
+    _save_suite(cnn_suite, folder, 'cnn')
+    if config.data is not None: return dict(cnn=ph.presence(cnn_suite).sum().astype(int).to_dict())
+    from retina_nbdev.retina import Retina, ABLATIONS
+    retina = Retina(preset=config.preset, seed=config.seed)
+    retina_suite = ph.run_suite(retina)
+    _save_suite(retina_suite, folder, 'retina')
+    comparison = ph.compare_systems(retina_suite, cnn_suite)
+    comparison.to_csv(folder/'comparison.csv', index=False)
+    reproduction = ph.reproduction(comparison)
+    reproduction.to_csv(folder/'reproduction.csv', index=False)
+    ablations = pd.concat([ph.presence(ph.run_suite(retina, ablate=(name,))).reset_index().assign(ablation=name) for name in ABLATIONS])
+    ablations.to_csv(folder/'ablations.csv', index=False)
+    return dict(reproduction={r.phenomenon: dict(retina_cells=int(r['cells (retina)']), cnn_cells=int(r['reproduced (cnn)']), reproduces=bool(r.reproduces))
+                              for _, r in reproduction.iterrows()})
+
+# %% ../nbs/10_pipeline.ipynb #5470d9a4
+def cells_to_reduce(folder: Path, # the phenomena stage's folder
+                   ) -> dict:
+    "phenomenon -> cells to reduce: the first cell of each type showing it (in the retina if simulated, else the CNN)."
+    import pandas as pd
+    summary = pd.read_csv(folder/'retina_summary.csv' if (folder/'retina_summary.csv').exists() else folder/'cnn_summary.csv')
+    shown = summary[summary.present.astype(bool)].drop_duplicates(['phenomenon', 'cell'])
+    by = 'cell_type' if 'cell_type' in shown else 'cell'
+    return {name: sorted(group.groupby(by).cell.min().astype(int).tolist()) for name, group in shown.groupby('phenomenon')}
+
+# %% ../nbs/10_pipeline.ipynb #20d2e710
+@stage('attribute', needs=['simulate', 'train', 'phenomena'], description='integrated gradients to conv1, per phenomenon')
+def attribute_stage(config, folder, inputs, work):
+    from retina_nbdev.models import load_model
+    from retina_nbdev.reduction import attribute_phenomenon
+    recording, model = load_run_recording(config, inputs), load_model(inputs['train']/'cnn.keras')
+    errors = {}
+    for phenomenon, cells in cells_to_reduce(inputs['phenomena']).items():
+        for cell in cells:
+            result = attribute_phenomenon(model, phenomenon, cell, _zscore(recording), steps=config.preset.ig_steps)
+            np.savez(folder/f'{phenomenon}_cell{cell:02d}.npz', **{k: v for k, v in result.items() if k != 'phenomenon'})
+            errors[f'{phenomenon}/{cell}'] = round(result['completeness_error'], 5)
+    return dict(completeness_error=errors, max_completeness_error=max(errors.values(), default=0.0))
+
+# %% ../nbs/10_pipeline.ipynb #dba6e0b4
+def true_types(ablations, # the phenomena stage's ablations table
+               phenomenon: str, cell: int) -> list:
+    "Bipolar types whose ablation abolishes `phenomenon` in `cell` of the retina."
+    from retina_nbdev.reduction import CELL_TYPES
+    rows = ablations[(ablations.cell == cell) & ablations.ablation.isin(CELL_TYPES)]
+    return sorted(rows.ablation[~rows[phenomenon].astype(bool)])
+
+# %% ../nbs/10_pipeline.ipynb #e36a6ad3
+@stage('reduce', needs=['simulate', 'train', 'phenomena', 'attribute'], description='reduced circuits, cell types, score against the truth')
+def reduce_stage(config, folder, inputs, work):
+    import pandas as pd
+    from retina_nbdev.models import load_model
+    from retina_nbdev.reduction import reduce_attributed, precision_recall, attribution_components
+    recording, model = load_run_recording(config, inputs), load_model(inputs['train']/'cnn.keras')
+    ablations = pd.read_csv(inputs['phenomena']/'ablations.csv') if (inputs['phenomena']/'ablations.csv').exists() else None
+    rows, courses = [], []
+    for path in sorted(inputs['attribute'].glob('*.npz')):
+        with np.load(path) as saved: attributed = dict(saved, phenomenon=path.stem.split('_')[0], cell=int(saved['cell']))
+        result = reduce_attributed(model, attributed, _zscore(recording))
+        np.savez(folder/path.name, **{k: np.asarray(v) for k, v in result.items() if k != 'phenomenon'})
+        score = precision_recall(result['types'], true_types(ablations, result['phenomenon'], result['cell'])) if ablations is not None else {}
+        rows.append(dict(phenomenon=result['phenomenon'], cell=result['cell'], keep=' '.join(map(str, result['keep'])),
+                         types=' '.join(result['types']), reconstruction=result['reconstruction'], reduced_r=result['reduced_r'],
+                         full_value=result['full_value'], reduced_value=result['reduced_value'],
+                         truth=' '.join(score.get('truth', [])), precision=score.get('precision'), recall=score.get('recall')))
+        courses += [np.interp(np.linspace(0, 1, 40), np.linspace(0, 1, len(c)), c) for c in result['time_courses'].T]
+    table = pd.DataFrame(rows)
+    table.to_csv(folder/'reductions.csv', index=False)
+    components = attribution_components(np.array(courses)) if courses else dict(components_needed=0)
+    scores = table.groupby('phenomenon')[['precision', 'recall', 'reconstruction', 'reduced_r']].mean().round(3) if rows else None
+    return dict(components_needed=int(components['components_needed']), channels_kept=float(table.keep.str.split().str.len().mean()) if rows else 0.0,
+                per_phenomenon={} if scores is None else {k: {m: (None if pd.isna(v) else float(v)) for m, v in row.items()} for k, row in scores.iterrows()})
+
 # %% ../nbs/10_pipeline.ipynb #7ac0a2fa
 REPORT_SECTIONS: dict = {}  # stage name -> function(folder, manifest) -> (title, html)
 
@@ -225,6 +315,44 @@ def _evaluate_section(folder, manifest):
     summary = pd.DataFrame({k: v for k, v in manifest['summary'].items() if isinstance(v, dict)}).T.round(3)
     return 'Model performance vs the noise ceiling', figure_html(fig, 360) + summary.to_html() + \
         f"<p>The BN-CNN beats the LN model on {manifest['summary']['cnn_beats_ln']} of {manifest['summary']['num_cells']} cells.</p>"
+
+# %% ../nbs/10_pipeline.ipynb #6537f26c
+@report_section('phenomena')
+def _phenomena_section(folder, manifest):
+    import pandas as pd, matplotlib.pyplot as plt
+    from retina_nbdev.phenomena import PHENOMENA, MAIN_METRIC
+    if not (folder/'comparison.csv').exists():
+        return 'The four phenomena (CNN)', pd.read_csv(folder/'cnn_summary.csv').pivot_table(index='cell', columns='phenomenon', values='present').to_html()
+    comparison = pd.read_csv(folder/'comparison.csv')
+    fig, axes = plt.subplots(1, 4, figsize=(10, 2.4))
+    for ax, name in zip(axes, PHENOMENA):
+        main = comparison[(comparison.phenomenon == name) & (comparison.metric == MAIN_METRIC[name])]
+        ax.scatter(main.value_retina, main.value_cnn, s=14, c=main.present_retina.map({True: 'k', False: '0.7'}))
+        low, high = np.nanmin(main[['value_retina', 'value_cnn']].values, initial=0), np.nanmax(main[['value_retina', 'value_cnn']].values, initial=1)
+        ax.plot([low, high], [low, high], 'k:', lw=0.8); ax.set(title=name, xlabel=f'retina {MAIN_METRIC[name]}', ylabel='CNN')
+    fig.tight_layout()
+    text = '<p>Each point is a cell (black: the retina shows the phenomenon there). The table counts the cells where the retina shows each phenomenon and how many of them the CNN reproduces.</p>'
+    return 'The four phenomena: retina vs CNN', figure_html(fig, 900) + text + pd.read_csv(folder/'reproduction.csv').round(2).to_html(index=False)
+
+# %% ../nbs/10_pipeline.ipynb #e73efc84
+@report_section('reduce')
+def _reduce_section(folder, manifest):
+    import pandas as pd, matplotlib.pyplot as plt
+    table = pd.read_csv(folder/'reductions.csv') if (folder/'reductions.csv').exists() else pd.DataFrame()
+    if table.empty: return 'Reduced circuits', '<p>No cell showed a phenomenon to reduce.</p>'
+    first = table.drop_duplicates('phenomenon')
+    fig, axes = plt.subplots(2, len(first), figsize=(2.6 * len(first), 4), squeeze=False)
+    for k, (_, row) in enumerate(first.iterrows()):
+        with np.load(folder/f"{row.phenomenon}_cell{int(row.cell):02d}.npz") as saved:
+            axes[0, k].plot(saved['time_courses'], lw=0.8); axes[0, k].plot(saved['response'], 'k', lw=1.2)
+            axes[1, k].plot(saved['full_trace'], 'k', lw=1, label='full'); axes[1, k].plot(saved['reduced_trace'], 'C3', lw=1, label='reduced')
+        axes[0, k].set_title(f'{row.phenomenon}, cell {int(row.cell)}', fontsize=8); axes[1, k].set_xlabel('bin')
+    axes[0, 0].set_ylabel('A_c(t), r(t)-r(0)'); axes[1, 0].set_ylabel('rate (Hz)'); axes[1, 0].legend(frameon=False, fontsize=7); fig.tight_layout()
+    summary = manifest['summary']
+    text = (f"<p>Channels kept on average: {summary['channels_kept']:.1f}; components needed to explain 90% of all attribution "
+            f"time courses: {summary['components_needed']}. Precision and recall score the cell types the reduction calls "
+            f"necessary against the bipolar types whose ablation abolishes the phenomenon in the simulator.</p>")
+    return 'Reduced circuits and their ground-truth score', figure_html(fig, 900) + text + table.round(3).to_html(index=False)
 
 # %% ../nbs/10_pipeline.ipynb #2dd8d24d
 def _html_page(title, sections):
@@ -252,8 +380,8 @@ def write_report(config: RunConfig) -> dict:
     write_json(config.out/'summary.json', summary)
     return summary
 
-# %% ../nbs/10_pipeline.ipynb #64288dea
-@stage('report', needs=['simulate', 'train', 'evaluate'], description='write report.html and summary.json')
+# %% ../nbs/10_pipeline.ipynb #97518d4b
+@stage('report', needs=['simulate', 'train', 'evaluate', 'phenomena', 'attribute', 'reduce'], description='write report.html and summary.json')
 def report_stage(config, folder, inputs, work):
     summary = write_report(config)
     shutil.copy(config.out/'report.html', folder/'report.html')
