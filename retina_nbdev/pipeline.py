@@ -365,12 +365,13 @@ def _timings_html(manifests):
     rows = ''.join(f"<tr><td>{name}</td><td>{m['seconds']:.1f}</td></tr>" for name, m in manifests.items())
     return f'<table><tr><th>stage</th><th>seconds</th></tr>{rows}</table>'
 
-# %% ../nbs/10_pipeline.ipynb #012f3406
+# %% ../nbs/10_pipeline.ipynb #4f186b32
 def write_report(config: RunConfig) -> dict:
     "Write `report.html` and `summary.json` in the run folder from every stage that has run; returns the summary."
     manifests = {name: m for name in STAGES if name != 'report' and (m := read_manifest(config.out/name)) is not None}
+    data = manifests.get('simulate', {}).get('summary', {})
     sections = [(f'Run: preset {config.preset.name}, seed {config.seed}',
-                 f"<p>{json.dumps(manifests.get('simulate', {}).get('summary', {}))}</p>")]
+                 '<table>' + ''.join(f'<tr><th>{k}</th><td>{v}</td></tr>' for k, v in data.items()) + '</table>')]
     for name, render in REPORT_SECTIONS.items():
         sections.append(render(config.out/name, manifests[name]) if name in manifests else (name, f'<p>Stage {name} has not run.</p>'))
     sections.append(('Timings (seconds per stage)', _timings_html(manifests)))
