@@ -8,7 +8,7 @@ Docs: https://retina-nbdev.github.io/retina_nbdev/pipeline.html.md"""
 __all__ = ['STAGES', 'MODEL_RATES', 'REPORT_SECTIONS', 'RunConfig', 'Stage', 'stage', 'file_hash', 'stage_key', 'read_manifest',
            'is_complete', 'run_stage', 'find_recordings', 'recording_of', 'simulate_stage', 'load_run_recording',
            'train_stage', 'evaluate_stage', 'phenomena_stage', 'cells_to_reduce', 'attribute_stage', 'true_types',
-           'reduce_stage', 'report_section', 'figure_html', 'write_report', 'report_stage', 'run_pipeline']
+           'reduce_stage', 'report_section', 'figure_html', 'write_report', 'report_stage', 'run_pipeline', 'study_run']
 
 # %% ../nbs/10_pipeline.ipynb #4458ffeb
 from .core import *
@@ -403,3 +403,19 @@ def run_pipeline(config: RunConfig, # the run
         bar.set_postfix(stage=name)
         run_stage(name, config, force=force)
     return json.loads((config.out/'summary.json').read_text()) if (config.out/'summary.json').exists() else {}
+
+# %% ../nbs/10_pipeline.ipynb #9659b9f7
+def study_run(preset: str | Preset | None = None, # the preset; None: `get_preset()` (tiny under test)
+              out: str | Path | None = None, # where to run the study if no finished run is found
+             ) -> RunConfig:
+    "A finished run of the study at `preset`: an existing one if found, else a fresh one (run now)."
+    preset = get_preset(preset)
+    home = os.environ.get('RETINA_HOME')
+    candidates = [Path(home)] if home else [folder/'results' for folder in (Path.cwd(), *Path.cwd().parents)]
+    for folder in candidates:
+        try: summary = json.loads((folder/'summary.json').read_text())
+        except (FileNotFoundError, json.JSONDecodeError): continue
+        if summary.get('preset') == preset.name: return RunConfig(folder, preset, summary.get('seed', 0), progress=False)
+    config = RunConfig(Path(out) if out else Path(tempfile.mkdtemp(prefix=f'study-{preset.name}-')), preset, progress=False)
+    run_pipeline(config)
+    return config
