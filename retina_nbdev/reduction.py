@@ -159,7 +159,7 @@ def phenomenon_stimulus(phenomenon: str, # one of `phenomena.PHENOMENA`
     else: raise ValueError(f"unknown phenomenon {phenomenon!r}: phenomena are {', '.join(ph.PHENOMENA)}")
     return movie, rows
 
-# %% ../nbs/07_reduction.ipynb #c319e1b2
+# %% ../nbs/07_reduction.ipynb #a142e5e1
 def _model_windows(movie, rows, history):
     index = np.asarray(rows)[:, None] + np.arange(history)
     return np.moveaxis(np.asarray(movie, np.float32)[index], 1, -1)  # (rows, H, W, history)
@@ -170,14 +170,15 @@ def attribute_phenomenon(model: keras.Model, # a trained BN-CNN
                          zscore: tuple = (0.0, 1.0), # (mean, std) of the model's training stimulus
                          steps: int = 50, # integrated-gradient steps
                         ) -> dict:
-    "Integrated gradients of one cell to conv1 over the bins where `phenomenon` lives: A_c(t) and r(t) - r(0)."
+    "Integrated gradients of one cell to conv1 over the bins where `phenomenon` lives: A_c(t) (and A_c(x, t) for bars), r(t) - r(0)."
     from retina_nbdev.attribution import integrated_gradients
     history, pixels = model.input_shape[-1], model.input_shape[1]
     movie, rows = phenomenon_stimulus(phenomenon, pixels, history)
     result = integrated_gradients(model, _model_windows((movie - zscore[0]) / zscore[1], rows, history), cells=[cell], steps=steps,
                                   baseline=np.full(model.input_shape[1:], -zscore[0] / zscore[1], np.float32))
+    bars = {'space_time': result.bar_sum()[:, 0]} if phenomenon in ('reversal', 'anticipation') else {}  # A_c(x, t)
     return dict(phenomenon=phenomenon, cell=cell, rows=rows, time_courses=result.channel_sum()[:, 0],
-                response=result.outputs[:, 0] - result.baseline_outputs[:, 0], completeness_error=result.completeness_error)
+                response=result.outputs[:, 0] - result.baseline_outputs[:, 0], completeness_error=result.completeness_error, **bars)
 
 # %% ../nbs/07_reduction.ipynb #24681c57
 def reduce_attributed(model: keras.Model, # the model `attribute_phenomenon` attributed
