@@ -12,12 +12,11 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['MS_PER_BIN', 'CRITERIA', 'MAIN_METRIC', 'PHENOMENA', 'STYLE', 'system_input', 'responses', 'in_bins', 'full_field',
+__all__ = ['MS_PER_BIN', 'CRITERIA', 'MAIN_METRIC', 'PHENOMENA', 'system_input', 'responses', 'in_bins', 'full_field',
            'flash_movie', 'paired_flash', 'flash_train', 'contrast_noise', 'bar_frames', 'bar_path', 'drifting_bar',
            'reversing_bar', 'flashed_bars', 'reversing_grating', 'latency_ms', 'osr_stats', 'reversal_stats',
            'peak_position', 'Measurement', 'measure_latency', 'measure_osr', 'flashed_profile', 'measure_anticipation',
-           'measure_reversal', 'Suite', 'run_suite', 'presence', 'compare_systems', 'reproduction', 'set_style',
-           'plot_latency', 'plot_osr', 'plot_reversal', 'plot_anticipation', 'plot_suite']
+           'measure_reversal', 'Suite', 'run_suite', 'presence', 'compare_systems', 'reproduction']
 
 # %% ../nbs/05_phenomena.ipynb #77afbef2
 MS_PER_BIN = 1000 / FRAME_RATE  # milliseconds per frame and per response bin
@@ -479,96 +478,3 @@ def reproduction(comparison: pd.DataFrame, # from `compare_systems`
                      f'reproduced ({names[1]})': int(both.sum()), f'median ({names[0]})': shown[f'value_{names[0]}'].median(),
                      f'median ({names[1]})': shown[f'value_{names[1]}'].median(), 'reproduces': bool(len(shown) and both.mean() >= 0.5)})
     return pd.DataFrame(rows)
-
-# %% ../nbs/05_phenomena.ipynb #2c7c4ff6
-STYLE = dict(context='paper', style='ticks', font_scale=0.9, figsize=(8, 2.4), colors={'retina': 'black', 'intact': 'black', 'cnn': 'C3'},
-             rc={'axes.spines.top': False, 'axes.spines.right': False, 'legend.frameon': False, 'legend.fontsize': 6, 'lines.linewidth': 1.2})
-
-def set_style():
-    "Apply the house style to matplotlib (seaborn theme and rc)."
-    import seaborn as sns
-    sns.set_theme(context=STYLE['context'], style=STYLE['style'], font_scale=STYLE['font_scale'], rc=STYLE['rc'])
-
-# %% ../nbs/05_phenomena.ipynb #9940e815
-def _color(label, k): return STYLE['colors'].get(label, f'C{k}')
-
-def _axes(ax):
-    import matplotlib.pyplot as plt
-    return ax if ax is not None else plt.subplots(figsize=(STYLE['figsize'][0] / 3, STYLE['figsize'][1]))[1]
-
-def plot_latency(measurements: dict, # label -> latency `Measurement`, overlaid
-                 cell: int, # the cell shown
-                 ax=None, # axes to draw in; default a new figure
-                ):
-    "Latency against flash strength, one line per system."
-    ax = _axes(ax)
-    for k, (label, m) in enumerate(measurements.items()):
-        t = m.table[m.table.cell == cell]
-        ax.plot(-t.intensity, t.latency_ms, '.-', color=_color(label, k), label=label, ms=3)
-    ax.set(xlabel='dark flash intensity (-)', ylabel='latency (ms)', title='latency coding')
-    return ax
-
-# %% ../nbs/05_phenomena.ipynb #82fb72a8
-def plot_osr(measurements: dict, # label -> OSR `Measurement`
-             cell: int, # the cell shown
-             period_ms: float = 100.0, # the flash period shown
-             num_flashes: int = 8, # flashes drawn as ticks
-             ax=None, # axes to draw in
-            ):
-    "Rates around the omitted flash (0 ms) at one period, the flashes as ticks."
-    ax = _axes(ax)
-    for k, (label, m) in enumerate(measurements.items()):
-        t = m.traces[(m.traces.cell == cell) & (m.traces.period_ms == period_ms)]
-        ax.plot(t.time_ms, t.rate, color=_color(label, k), label=label)
-    flashes = -period_ms * np.arange(1, num_flashes + 1)
-    ax.vlines(flashes[flashes >= ax.get_xlim()[0]], -0.08, -0.02, transform=ax.get_xaxis_transform(), color='gray', clip_on=False)
-    ax.axvline(0, ls=':', color='gray')
-    ax.set(xlabel='ms after the omitted flash', ylabel='rate (Hz)', title='omitted stimulus response')
-    return ax
-
-# %% ../nbs/05_phenomena.ipynb #80baf63f
-def plot_reversal(measurements: dict, # label -> reversal `Measurement`
-                  cell: int, # the cell shown
-                  offset: float = 0.0, # reversal position relative to the cell's centre (px)
-                  ax=None, # axes to draw in
-                 ):
-    "Rates around the reversal (0 ms) nearest `offset` px from the cell's centre; the burst window shaded."
-    ax = _axes(ax)
-    for k, (label, m) in enumerate(measurements.items()):
-        t = m.traces[m.traces.cell == cell]
-        t = t[np.isclose(t.offset, t.offset.iloc[np.abs(t.offset - offset).argmin()])]
-        ax.plot(t.time_ms, t.rate, color=_color(label, k), label=label)
-    ax.axvspan(100, 250, color='gray', alpha=0.15); ax.axvline(0, ls=':', color='gray')
-    ax.set(xlabel='ms after the reversal', ylabel='rate (Hz)', title='motion reversal')
-    return ax
-
-# %% ../nbs/05_phenomena.ipynb #5d858b1f
-def plot_anticipation(measurements: dict, # label -> anticipation `Measurement`
-                      cell: int, # the cell shown
-                      speed: float = 0.08, # px per frame
-                      direction: int = 1, # +1 rightwards, -1 leftwards
-                      ax=None, # axes to draw in
-                     ):
-    "Normalised flashed-bar (dashed) and moving-bar profiles against the bar's position relative to the flashed peak."
-    ax = _axes(ax)
-    for k, (label, m) in enumerate(measurements.items()):
-        t, centre = m.traces[m.traces.cell == cell], m.summary.centre_px[cell]
-        for part, style in ((t[t.kind == 'flashed'], '--'), (t[(t.speed == speed) & (t.direction == direction)], '-')):
-            ax.plot((part.position - centre) * PIXEL_UM, part.rate / max(part.rate.max(), 1e-9), style, color=_color(label, k),
-                    label=label if style == '-' else None)
-    ax.axvline(0, ls=':', color='gray')
-    ax.set(xlim=(-500, 500), xlabel='bar - flashed peak (µm)', ylabel='normalised rate', title=f'anticipation, {"→" if direction > 0 else "←"}')
-    return ax
-
-# %% ../nbs/05_phenomena.ipynb #723aacb6
-def plot_suite(suites: dict, # label -> `Suite`, overlaid
-               cells: dict, # phenomenon -> the cell to show
-              ):
-    "The four phenomena side by side, one panel each, the systems overlaid."
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 4, figsize=STYLE['figsize'])
-    plots = dict(latency=plot_latency, osr=plot_osr, reversal=plot_reversal, anticipation=plot_anticipation)
-    for ax, name in zip(axes, PHENOMENA):
-        plots[name]({label: s.measurements[name] for label, s in suites.items()}, cells[name], ax=ax)
-    axes[0].legend(); fig.tight_layout()
-    return fig
