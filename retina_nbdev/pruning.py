@@ -8,7 +8,7 @@ Docs: https://retina-nbdev.github.io/retina_nbdev/pruning.html.md"""
 __all__ = ['PRUNABLE_LAYERS', 'METHODS', 'WeightMask', 'prunable_weights', 'apply_masks', 'get_masks', 'remove_masks',
            'check_compression', 'linearised_twin', 'SynFlow', 'score', 'plain_cnn', 'top_k_masks', 'keep_schedule',
            'prune', 'magnitude_rewinding', 'maximal_compression', 'collapsed', 'critical_compression',
-           'channel_survival', 'compare_channels', 'pruning_grid', 'pruning_study']
+           'channel_survival', 'compare_channels', 'pruning_grid', 'pruning_runs', 'pruning_run', 'pruning_study']
 
 # %% ../nbs/08_pruning.ipynb #cabf2ec0
 from .core import *
@@ -384,7 +384,48 @@ def _study_row(model, recording, seed, method, compression, seconds):
                 r_true=float(table.r_true.fillna(0).median()) if 'r_true' in table else np.nan,
                 survival=channel_survival(masks).round(4).tolist(), seconds=round(seconds, 1))
 
-# %% ../nbs/08_pruning.ipynb #46c1e851
+# %% ../nbs/08_pruning.ipynb #1ec94a6e
+def pruning_runs(grid: dict, # a grid from `pruning_grid`
+                ) -> list:
+    "The independent runs of a grid: (seed, method, compression); 'dense' at 1, 'rewinding' covers every compression."
+    compressions = sorted({check_compression(c) for c in grid['compressions']})
+    unknown = set(grid['methods']) - {*METHODS, 'rewinding'}
+    if unknown: raise ValueError(f"unknown pruning methods {sorted(unknown)}; choose from {', '.join(METHODS)}, rewinding")
+    runs = []
+    for seed in grid['seeds']:
+        runs.append((seed, 'dense', 1.0))
+        runs += [(seed, m, c) for m in grid['methods'] if m != 'rewinding' for c in compressions[1:]]
+        if 'rewinding' in grid['methods']: runs.append((seed, 'rewinding', None))
+    return runs
+
+# %% ../nbs/08_pruning.ipynb #80fb2102
+def pruning_run(recording, # a `Recording`
+                out: str | Path, # folder for the run's checkpoints; calling again resumes
+                preset: str | Preset | None, # preset of the model
+                grid: dict, # the grid (epochs, batches, rounds, compressions)
+                seed: int, # the initial weights' and training's seed
+                method: str, # 'dense', a pruning method, or 'rewinding'
+                compression: float | None = None, # for a pruning method
+               ) -> list:
+    "One independent run of the study: build the seed's initial BN-CNN, prune it, train and test it: its rows."
+    preset, out = get_preset(preset), Path(out)
+    seed_everything(seed)
+    model = bn_cnn(preset, num_cells=recording.num_cells); initial = model.get_weights()
+    def train(model, method, compression):
+        start, name = time.perf_counter(), 'dense' if compression == 1 else f'{method}_{compression:g}'
+        fit(model, recording, out/f'seed{seed}'/name, epochs=grid['epochs'], max_batches=grid['max_batches'],
+            seed=seed, progress=False, preset=preset)
+        return _study_row(model, recording, seed, 'dense' if compression == 1 else method, compression, time.perf_counter() - start)
+    if method == 'dense': return [train(model, 'dense', 1.0)]
+    if method == 'rewinding':
+        compressions = sorted({check_compression(c) for c in grid['compressions']})
+        results = magnitude_rewinding(model, lambda m, c: train(m, 'rewinding', c), compressions, rewind=initial)
+        return [row for c, row in results.items() if c > 1]
+    data = list(recording.dataset('train', batch_size=256, shuffle=True, seed=seed).take(grid['data_batches']))
+    prune(model, method, compression, grid['rounds'] if method == 'synflow' else 1, data=data, seed=seed)
+    return [train(model, method, compression)]
+
+# %% ../nbs/08_pruning.ipynb #714af859
 def pruning_study(recording, # a `Recording` (`retina_nbdev.data.load_recording`)
                   out: str | Path, # folder for the runs; calling again resumes
                   preset: str | Preset | None = None, # preset of the model and the grid
@@ -393,28 +434,7 @@ def pruning_study(recording, # a `Recording` (`retina_nbdev.data.load_recording`
     "Prune, train and test the BN-CNN for each seed, method and compression of the grid: one row per trained model."
     preset, out = get_preset(preset), Path(out)
     grid = {**pruning_grid(preset), **(grid or {})}
-    unknown = set(grid['methods']) - {*METHODS, 'rewinding'}
-    if unknown: raise ValueError(f"unknown pruning methods {sorted(unknown)}; choose from {', '.join(METHODS)}, rewinding")
-    compressions, rows = sorted({check_compression(c) for c in grid['compressions']}), []
-    for seed in grid['seeds']:
-        seed_everything(seed)
-        model = bn_cnn(preset, num_cells=recording.num_cells); initial = model.get_weights()
-        data = list(recording.dataset('train', batch_size=256, shuffle=True, seed=seed).take(grid['data_batches']))
-        def train(model, method, compression):
-            start, name = time.perf_counter(), 'dense' if compression == 1 else f'{method}_{compression:g}'
-            fit(model, recording, out/f'seed{seed}'/name, epochs=grid['epochs'], max_batches=grid['max_batches'],
-                seed=seed, progress=False, preset=preset)
-            return _study_row(model, recording, seed, 'dense' if compression == 1 else method, compression, time.perf_counter() - start)
-        rows.append(train(model, 'dense', 1.0))
-        for method in (m for m in grid['methods'] if m != 'rewinding'):
-            for compression in compressions[1:]:
-                remove_masks(model); model.set_weights(initial)
-                prune(model, method, compression, grid['rounds'] if method == 'synflow' else 1, data=data, seed=seed)
-                rows.append(train(model, method, compression))
-        if 'rewinding' in grid['methods']:
-            remove_masks(model); model.set_weights(initial)
-            results = magnitude_rewinding(model, lambda m, c: train(m, 'rewinding', c), compressions, rewind=initial)
-            rows += [row for c, row in results.items() if c > 1]
+    rows = [row for run in pruning_runs(grid) for row in pruning_run(recording, out, preset, grid, *run)]
     table = pd.DataFrame(rows)
     with atomic_write(out/'pruning.csv') as tmp: table.to_csv(tmp, index=False)
     return table
