@@ -8,7 +8,8 @@ Docs: https://retina-nbdev.github.io/retina_nbdev/pipeline.html.md"""
 __all__ = ['STAGES', 'MODEL_RATES', 'REPORT_SECTIONS', 'RunConfig', 'Stage', 'stage', 'file_hash', 'stage_key', 'read_manifest',
            'is_complete', 'run_stage', 'find_recordings', 'recording_of', 'simulate_stage', 'load_run_recording',
            'train_stage', 'evaluate_stage', 'phenomena_stage', 'cells_to_reduce', 'attribute_stage', 'true_types',
-           'reduce_stage', 'report_section', 'figure_html', 'write_report', 'report_stage', 'run_pipeline', 'study_run']
+           'reduce_stage', 'prune_job', 'prune_stage', 'report_section', 'figure_html', 'write_report', 'report_stage',
+           'run_pipeline', 'study_run']
 
 # %% ../nbs/10_pipeline.ipynb #4458ffeb
 from .core import *
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 import numpy as np
 
-# %% ../nbs/10_pipeline.ipynb #f1697f21
+# %% ../nbs/10_pipeline.ipynb #af916ec5
 @dataclass
 class RunConfig:
     "What a run of the study is: where it writes, at which scale, from which seed and data."
@@ -28,6 +29,7 @@ class RunConfig:
     data: Path | None = None  # a folder of real recordings in the Baccus-lab layout; None: simulate
     progress: bool = True  # progress bars
     options: dict = field(default_factory=dict)  # stage options (e.g. epochs) that change results
+    executor: dict = field(default_factory=dict)  # how independent jobs run: name, address, workers (not results)
 
     def __post_init__(self):
         self.out, self.preset = Path(self.out), get_preset(self.preset)
@@ -290,6 +292,37 @@ def reduce_stage(config, folder, inputs, work):
     return dict(components_needed=int(components['components_needed']), channels_kept=float(table.keep.str.split().str.len().mean()) if rows else 0.0,
                 per_phenomenon={} if scores is None else {k: {m: (None if pd.isna(v) else float(v)) for m, v in row.items()} for k, row in scores.iterrows()})
 
+# %% ../nbs/10_pipeline.ipynb #d960a63a
+def prune_job(config: dict, # recording, preset, grid, method, compression, out
+              seed: int, # the run's seed
+             ) -> dict:
+    "One run of the pruning grid, as a job of `retina_nbdev.distributed`: its table rows."
+    from retina_nbdev.data import load_recording
+    from retina_nbdev.pruning import pruning_run
+    preset = get_preset(config['preset'])
+    recording = load_recording(config['recording'], history=preset.history, nskip=preset.nskip)
+    return dict(rows=pruning_run(recording, config['out'], preset, config['grid'], seed, config['method'], config['compression']))
+
+# %% ../nbs/10_pipeline.ipynb #2e0a03d3
+@stage('prune', needs=['simulate', 'train'], description='the pruning study: methods x compressions x seeds (fans out)')
+def prune_stage(config, folder, inputs, work):
+    import pandas as pd
+    from retina_nbdev.distributed import Job, get_executor
+    from retina_nbdev.pruning import pruning_grid, pruning_runs
+    grid = {**pruning_grid(config.preset), **config.options.get('pruning', {})}
+    common = dict(recording=str(recording_of(inputs)), preset=config.preset.name, grid=grid, out=str(work/'runs'))
+    jobs = [Job(f"seed{seed}-{method}-{compression or 'all'}", 'retina_nbdev.pipeline:prune_job',
+                dict(common, method=method, compression=compression), seed) for seed, method, compression in pruning_runs(grid)]
+    executor = get_executor(**config.executor)
+    try: records = executor.map(jobs, work)
+    finally: getattr(executor, 'shutdown', lambda: None)()
+    table = pd.DataFrame([row for record in records for row in record['result']['rows']])
+    table.to_csv(folder/'pruning.csv', index=False)
+    write_json(folder/'jobs.json', [{k: r[k] for k in ('key', 'node', 'pid', 'seconds')} for r in records])
+    curve = table.groupby(['method', 'compression']).r.median().round(4)
+    return dict(jobs=len(jobs), median_r={f'{m}@{c:g}': float(v) for (m, c), v in curve.items()},
+                collapsed=int((table.collapsed > 0).sum()))
+
 # %% ../nbs/10_pipeline.ipynb #7ac0a2fa
 REPORT_SECTIONS: dict = {}  # stage name -> function(folder, manifest) -> (title, html)
 
@@ -354,6 +387,22 @@ def _reduce_section(folder, manifest):
             f"necessary against the bipolar types whose ablation abolishes the phenomenon in the simulator.</p>")
     return 'Reduced circuits and their ground-truth score', figure_html(fig, 900) + text + table.round(3).to_html(index=False)
 
+# %% ../nbs/10_pipeline.ipynb #005cf40f
+@report_section('prune')
+def _prune_section(folder, manifest):
+    import pandas as pd, matplotlib.pyplot as plt
+    table = pd.read_csv(folder/'pruning.csv')
+    fig, ax = plt.subplots(figsize=(4.2, 3))
+    dense = table[table.method == 'dense'].r.median()
+    for method, group in table[table.method != 'dense'].groupby('method'):
+        curve = group.groupby('compression').r.agg(['median', 'min', 'max'])
+        ax.plot(curve.index, curve['median'], 'o-', ms=3, label=method)
+        ax.fill_between(curve.index, curve['min'], curve['max'], alpha=0.15)
+    ax.axhline(dense, c='k', ls=':', lw=0.8, label='dense'); ax.set(xscale='log', xlabel='compression', ylabel='median test r')
+    ax.legend(frameon=False, fontsize=7, bbox_to_anchor=(1, 1)); fig.tight_layout()
+    text = f"<p>{manifest['summary']['jobs']} independent jobs; models with a collapsed layer: {manifest['summary']['collapsed']}.</p>"
+    return 'Pruning: test correlation vs compression', figure_html(fig, 520) + text
+
 # %% ../nbs/10_pipeline.ipynb #2dd8d24d
 def _html_page(title, sections):
     style = ('body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}table{border-collapse:collapse;font-size:13px}'
@@ -381,8 +430,8 @@ def write_report(config: RunConfig) -> dict:
     write_json(config.out/'summary.json', summary)
     return summary
 
-# %% ../nbs/10_pipeline.ipynb #97518d4b
-@stage('report', needs=['simulate', 'train', 'evaluate', 'phenomena', 'attribute', 'reduce'], description='write report.html and summary.json')
+# %% ../nbs/10_pipeline.ipynb #5c648f56
+@stage('report', needs=['simulate', 'train', 'evaluate', 'phenomena', 'attribute', 'reduce', 'prune'], description='write report.html and summary.json')
 def report_stage(config, folder, inputs, work):
     summary = write_report(config)
     shutil.copy(config.out/'report.html', folder/'report.html')
