@@ -10,24 +10,34 @@ from retina_nbdev.distributed import Job, LocalExecutor, RayExecutor, job_path
 RAY = Path(sys.executable).parent/'ray'
 
 
+CLI = Path(sys.executable).parent/'retina-nbdev'
+
+
 @pytest.fixture(scope='module')
-def recording(tmp_path_factory):
-    from retina_nbdev.data import toy_recording
-    return toy_recording(tmp_path_factory.mktemp('data')/'toy.h5', train_frames=1000, test_frames=200)
+def trained_run(tmp_path_factory):
+    "A tiny run through simulate and train, whose stage folders later runs reuse (same keys: they skip them)."
+    out = tmp_path_factory.mktemp('grid')/'base'
+    done = subprocess.run([str(CLI), 'train', '--preset', 'tiny', '--out', str(out), '--epochs', '2', '--quiet'], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
 
 
-def _training_jobs(recording, seeds=(0, 1, 2)):
-    return [Job(f'seed{s}', 'retina_nbdev.distributed:example_training_job', dict(recording=str(recording), epochs=1), s) for s in seeds]
+def _prune(base, out, *flags, env=None):
+    import shutil
+    for stage in ('simulate', 'train'): shutil.copytree(base/stage, out/stage)
+    done = subprocess.run([str(CLI), 'prune', '--preset', 'tiny', '--out', str(out), '--epochs', '2', '--quiet', *flags],
+                          capture_output=True, text=True, timeout=900, env=env or {**os.environ, 'RAY_USAGE_STATS_ENABLED': '0'})
+    assert done.returncode == 0, done.stderr[-3000:]
+    import pandas as pd
+    return pd.read_csv(out/'prune'/'pruning.csv').drop(columns='seconds'), json.loads((out/'prune'/'manifest.json').read_text())
 
 
-def test_ray_gives_the_local_numbers(recording, tmp_path):
-    jobs = _training_jobs(recording)
-    local = LocalExecutor().map(jobs, tmp_path/'local')
-    executor = RayExecutor(workers=2)
-    try: remote = executor.map(jobs, tmp_path/'ray')
-    finally: executor.shutdown()
-    assert [r['result'] for r in remote] == [r['result'] for r in local]
-    assert len({r['pid'] for r in remote}) >= 1 and all(r['node'] != 'local' for r in remote)
+def test_ray_grid_gives_the_local_summary(trained_run, tmp_path):
+    local, local_manifest = _prune(trained_run, tmp_path/'local')
+    remote, remote_manifest = _prune(trained_run, tmp_path/'ray', '--executor', 'ray', '--workers', '2')
+    assert local_manifest['summary'] == remote_manifest['summary'] and len(local) == local_manifest['summary']['jobs'] + 1
+    assert local.equals(remote)  # every number of the tiny grid, exactly
+    assert {j['node'] for j in json.load(open(tmp_path/'ray'/'prune'/'jobs.json'))} != {'local'}
 
 
 def _free_port():
@@ -35,29 +45,16 @@ def _free_port():
         s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 
-DRIVER = '''
-import json, sys
-from retina_nbdev.distributed import Job, RayExecutor
-jobs = [Job(f"wait{s}", "retina_nbdev.distributed:waiting_job", dict(seconds=3, folder=sys.argv[3]), s, num_cpus=1) for s in range(6)]
-executor = RayExecutor(address=sys.argv[1])
-records = executor.map(jobs, sys.argv[2])
-print(json.dumps(sorted({r["node"] for r in records})))
-'''
-
-
-def test_two_nodes_on_loopback(tmp_path):
-    port, env = _free_port(), {**os.environ, 'RAY_USAGE_STATS_ENABLED': '0'}
+def test_two_nodes_on_loopback(trained_run, tmp_path):
+    # a fresh HOME: an auth token another Ray session left in ~/.ray must not meet a cluster that has none
+    port, env = _free_port(), {**os.environ, 'RAY_USAGE_STATS_ENABLED': '0', 'HOME': str(tmp_path/'home')}
     common = ['--node-ip-address=127.0.0.1', '--num-cpus=1', '--disable-usage-stats']
     try:
         subprocess.run([str(RAY), 'start', '--head', f'--port={port}', '--include-dashboard=false', *common], check=True, env=env, capture_output=True, timeout=120)
         subprocess.run([str(RAY), 'start', f'--address=127.0.0.1:{port}', *common], check=True, env=env, capture_output=True, timeout=120)
-        done = subprocess.run([sys.executable, '-c', DRIVER, f'127.0.0.1:{port}', str(tmp_path/'out'), str(tmp_path/'started')],
-                              capture_output=True, text=True, env=env, timeout=300)
-        assert done.returncode == 0, done.stderr[-3000:]
-        nodes = json.loads(done.stdout.strip().splitlines()[-1])
-        assert len(nodes) == 2, nodes  # tasks ran on both nodes
-        manifests = [json.loads(p.read_text()) for p in (tmp_path/'out'/'jobs').glob('*.json')]
-        assert len({m['node'] for m in manifests}) == 2 and len(manifests) == 6
+        _, manifest = _prune(trained_run, tmp_path/'cluster', '--executor', 'ray', '--ray-address', f'127.0.0.1:{port}', env=env)
+        jobs = json.loads((tmp_path/'cluster'/'prune'/'jobs.json').read_text())
+        assert len({j['node'] for j in jobs}) == 2 and len(jobs) == manifest['summary']['jobs']  # tasks ran on both nodes
     finally:
         subprocess.run([str(RAY), 'stop', '--force'], env=env, capture_output=True, timeout=120)
 
