@@ -53,14 +53,14 @@ class Preset:
     def replace(self, **changes): return dataclasses.replace(self, **changes)
     def to_dict(self): return dataclasses.asdict(self)
 
-# %% ../nbs/00_core.ipynb #96bb3d49
+# %% ../nbs/00_core.ipynb #d6a54aee
 PRESETS = {
     'tiny':  Preset('tiny',  pixels=16, history=20, conv1_channels=4, conv1_kernel=7,  conv2_channels=4, conv2_kernel=5,
                     num_cells=4,  train_seconds=120,  test_seconds=20,  num_repeats=3, nskip_seconds=1,
                     batch_size=256, epochs=3, learning_rate=1e-2, l2=1e-3, ig_steps=50),
     'small': Preset('small', pixels=24, history=40, conv1_channels=8, conv1_kernel=9,  conv2_channels=8, conv2_kernel=7,
                     num_cells=16, train_seconds=900,  test_seconds=60,  num_repeats=5, nskip_seconds=2,
-                    batch_size=1000, epochs=30, learning_rate=1e-2, l2=1e-3, ig_steps=100),
+                    batch_size=1000, epochs=20, learning_rate=1e-2, l2=1e-3, ig_steps=100),
     'paper': Preset('paper', pixels=50, history=40, conv1_channels=8, conv1_kernel=15, conv2_channels=8, conv2_kernel=11,
                     num_cells=24, train_seconds=3600, test_seconds=300, num_repeats=5, nskip_seconds=60,
                     batch_size=5000, epochs=100, learning_rate=1e-2, l2=1e-3, ig_steps=100),
