@@ -118,7 +118,12 @@ def _ig_batch_naive(head, tail, windows, baselines, cells, alphas, weights, max_
     "The straightforward reference: one cell at a time, the whole network at every step."
     return tf.concat([_ig_batch_general(head, tail, windows, baselines, [c], alphas, weights, max_evaluations) for c in cells], axis=1)
 
-# %% ../nbs/06_attribution.ipynb #f062c42c
+# %% ../nbs/06_attribution.ipynb #90f9cbe1
+def _outputs(model, windows, cells, batch_size=256):
+    "The model's rates for `cells`, in inference mode (a direct call: `predict`'s set-up costs more than a few windows)."
+    return np.concatenate([keras.ops.convert_to_numpy(model(windows[i:i + batch_size], training=False))[:, cells]
+                           for i in range(0, len(windows), batch_size)])
+
 _METHODS = {'fast': _ig_batch_fast, 'general': _ig_batch_general, 'naive': _ig_batch_naive}
 
 def integrated_gradients(model: keras.Model, # a chain model such as the BN-CNN
@@ -147,10 +152,9 @@ def integrated_gradients(model: keras.Model, # a chain model such as the BN-CNN
     run = _METHODS[method]
     parts = [run(head, tail, tf.constant(windows[i:i + window_batch]), tf.constant(baseline[i:i + window_batch]), cells,
                  alphas, weights, max_evaluations).numpy() for i in range(0, len(windows), window_batch)]
-    outputs = lambda x: model.predict(x, verbose=0, batch_size=256)[:, cells]
-    return Attribution(np.concatenate(parts), outputs(windows), outputs(np.ascontiguousarray(baseline)), cells, layer, steps, rule)
+    return Attribution(np.concatenate(parts), _outputs(model, windows, cells), _outputs(model, baseline, cells), cells, layer, steps, rule)
 
-# %% ../nbs/06_attribution.ipynb #676e2c73
+# %% ../nbs/06_attribution.ipynb #0b2b4e50
 def gradient_x_activation(model: keras.Model, # a chain model such as the BN-CNN
                           windows, # (windows, H, W, history)
                           layer: str = 'conv1', # hidden layer
@@ -161,5 +165,4 @@ def gradient_x_activation(model: keras.Model, # a chain model such as the BN-CNN
     cells, windows = _check_cells(cells, model.output_shape[-1]), np.asarray(windows, np.float32)
     z_s, z_b = head(windows, training=False), head(np.zeros_like(windows), training=False)
     grads = tf.experimental.numpy.swapaxes(_cell_gradients(tail, z_s, cells), 0, 1)  # (windows, cells, ...)
-    outputs = lambda x: model.predict(x, verbose=0)[:, cells]
-    return Attribution((grads * (z_s - z_b)[:, None]).numpy(), outputs(windows), outputs(np.zeros_like(windows)), cells, layer, 1, 'gradient')
+    return Attribution((grads * (z_s - z_b)[:, None]).numpy(), _outputs(model, windows, cells), _outputs(model, np.zeros_like(windows), cells), cells, layer, 1, 'gradient')
