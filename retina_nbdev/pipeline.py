@@ -453,11 +453,18 @@ def run_pipeline(config: RunConfig, # the run
         run_stage(name, config, force=force)
     return json.loads((config.out/'summary.json').read_text()) if (config.out/'summary.json').exists() else {}
 
-# %% ../nbs/10_pipeline.ipynb #9659b9f7
+# %% ../nbs/10_pipeline.ipynb #26e1ed23
+def _source_digest():
+    "A hash of the library's source: a cached study is reused only by the code that made it."
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob('*.py')): digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
 def study_run(preset: str | Preset | None = None, # the preset; None: `get_preset()` (tiny under test)
-              out: str | Path | None = None, # where to run the study if no finished run is found
+              out: str | Path | None = None, # where to run the study if no finished run is found; default a shared cache
              ) -> RunConfig:
-    "A finished run of the study at `preset`: an existing one if found, else a fresh one (run now)."
+    "A finished run of the study at `preset`: an existing one if found, else one run now (once, shared by every caller)."
+    import fcntl
     preset = get_preset(preset)
     home = os.environ.get('RETINA_HOME')
     candidates = [Path(home)] if home else [folder/'results' for folder in (Path.cwd(), *Path.cwd().parents)]
@@ -465,6 +472,11 @@ def study_run(preset: str | Preset | None = None, # the preset; None: `get_prese
         try: summary = json.loads((folder/'summary.json').read_text())
         except (FileNotFoundError, json.JSONDecodeError): continue
         if summary.get('preset') == preset.name: return RunConfig(folder, preset, summary.get('seed', 0), progress=False)
-    config = RunConfig(Path(out) if out else Path(tempfile.mkdtemp(prefix=f'study-{preset.name}-')), preset, progress=False)
-    run_pipeline(config)
+    out = Path(out) if out else Path(tempfile.gettempdir())/f'retina_nbdev-study-{preset.name}-{_source_digest()}'
+    out.mkdir(parents=True, exist_ok=True)
+    config = RunConfig(out, preset, progress=False)
+    with open(out/'.lock', 'w') as lock:  # notebooks run side by side wait for one run, then find it complete
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try: run_pipeline(config)
+        finally: fcntl.flock(lock, fcntl.LOCK_UN)
     return config

@@ -109,8 +109,9 @@ MEMORY_SCRIPT = textwrap.dedent('''
     train = dict(stimulus=np.sign(rng.standard_normal((frames, 50, 50), dtype=np.float32)),
                  firing_rate_10ms=rng.random((preset.num_cells, frames), dtype=np.float32) * 10)
     train['binned'] = np.zeros_like(train['firing_rate_10ms'])
-    test = dict(stimulus=train['stimulus'][:1000].copy(), firing_rate_10ms=train['firing_rate_10ms'][:, :1000],
-                binned=train['binned'][:, :1000], repeats=np.stack([train['firing_rate_10ms'][:, :1000]] * 2, 1))
+    length = preset.nskip + preset.history + 1000  # the test block must outlast the skipped transient
+    test = dict(stimulus=train['stimulus'][:length].copy(), firing_rate_10ms=train['firing_rate_10ms'][:, :length],
+                binned=train['binned'][:, :length], repeats=np.stack([train['firing_rate_10ms'][:, :length]] * 2, 1))
     path = write_recording(folder/'paper60.h5', train, test); del train, test
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     recording = load_recording(path, history=preset.history, nskip=preset.nskip)
@@ -135,7 +136,7 @@ def bench_memory(minutes):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--presets', nargs='+', default=['small', 'paper'])
+    parser.add_argument('--presets', nargs='*', default=['small', 'paper'])
     parser.add_argument('--seconds', type=float, default=20, help='timed seconds per implementation')
     parser.add_argument('--skip-memory', action='store_true')
     parser.add_argument('--minutes', type=float, default=60, help='length of the recording for the memory test')
