@@ -119,7 +119,7 @@ MEMORY_SCRIPT = textwrap.dedent('''
     start = time.perf_counter()
     fit(model, recording, folder/'run', epochs=1, batch_size=5000, max_batches=3, progress=False)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"MEMORY {frames} {recording.frames['train'].shape} {peak / 2**20:.2f} {time.perf_counter() - start:.1f}")
+    print(f"MEMORY {frames} {peak / 2**20:.2f} {time.perf_counter() - start:.1f}")
 ''')
 
 
@@ -129,7 +129,7 @@ def bench_memory(minutes):
         out = subprocess.run([sys.executable, '-c', MEMORY_SCRIPT, str(minutes), folder], capture_output=True, text=True)
     line = next((l for l in out.stdout.splitlines() if l.startswith('MEMORY')), None)
     if line is None: print(out.stderr[-3000:]); return None
-    _, frames, shape, peak, seconds = line.split(maxsplit=4)
+    _, frames, peak, seconds = line.split()
     frame_gib = int(frames) * 50 * 50 * 4 / 2**30
     return dict(frames=int(frames), frames_gib=frame_gib, peak_gib=float(peak), materialised_gib=frame_gib * 40)
 
