@@ -118,7 +118,7 @@ def _ig_batch_naive(head, tail, windows, baselines, cells, alphas, weights, max_
     "The straightforward reference: one cell at a time, the whole network at every step."
     return tf.concat([_ig_batch_general(head, tail, windows, baselines, [c], alphas, weights, max_evaluations) for c in cells], axis=1)
 
-# %% ../nbs/06_attribution.ipynb #90f9cbe1
+# %% ../nbs/06_attribution.ipynb #a506b7b1
 def _outputs(model, windows, cells, batch_size=256):
     "The model's rates for `cells`, in inference mode (a direct call: `predict`'s set-up costs more than a few windows)."
     return np.concatenate([keras.ops.convert_to_numpy(model(windows[i:i + batch_size], training=False))[:, cells]
@@ -147,7 +147,7 @@ def integrated_gradients(model: keras.Model, # a chain model such as the BN-CNN
     baseline = np.zeros_like(windows) if baseline is None else np.broadcast_to(np.asarray(baseline, np.float32), windows.shape)
     method = ('fast' if layer == 'conv1' else 'general') if method == 'auto' else method
     if method not in _METHODS: raise ValueError(f"method must be one of {', '.join(_METHODS)} or 'auto', got {method!r}")
-    if method == 'fast' and not isinstance(model.get_layer(layer), keras.layers.Conv2D) or method == 'fast' and layer != model.layers[1].name:
+    if method == 'fast' and not (isinstance(model.get_layer(layer), keras.layers.Conv2D) and layer == model.layers[1].name):
         raise ValueError(f"the fast path needs a layer linear in the stimulus (conv1 on the input), not {layer!r}")
     run = _METHODS[method]
     parts = [run(head, tail, tf.constant(windows[i:i + window_batch]), tf.constant(baseline[i:i + window_batch]), cells,

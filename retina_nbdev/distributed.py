@@ -80,7 +80,7 @@ def waiting_job(config: dict, # {'seconds': float, 'folder': where to note the p
     time.sleep(config['seconds'])
     return dict(doubled=2 * seed)
 
-# %% ../nbs/11_distributed.ipynb #82df07b8
+# %% ../nbs/11_distributed.ipynb #71879e25
 def _pool_initializer(threads):
     os.environ['RETINA_THREADS'] = str(threads)
     configure_threads(threads)
@@ -97,6 +97,7 @@ class LocalExecutor:
         with ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context('spawn'),
                                  initializer=_pool_initializer, initargs=(self.threads,)) as pool:
             return list(pool.map(run_job, jobs, [str(out)] * len(jobs)))
+    def shutdown(self): pass  # the pool closes with each `map`
 
 # %% ../nbs/11_distributed.ipynb #5612f8c7
 def _import_ray():

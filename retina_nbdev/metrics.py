@@ -77,7 +77,7 @@ def feve(prediction, # (time, cells) model output
     with np.errstate(invalid='ignore', divide='ignore'):
         return 1 - (error - noise_variance) / (total_variance - noise_variance)
 
-# %% ../nbs/04a_metrics.ipynb #3164bf6b
+# %% ../nbs/04a_metrics.ipynb #374f471c
 def evaluate(prediction, # (time, cells) model output on the test movie
              repeats,    # (repeats, time, cells) single-trial test responses
              true_rates=None, # (time, cells) noiseless rate, known only for in-silico recordings
@@ -85,9 +85,10 @@ def evaluate(prediction, # (time, cells) model output on the test movie
             ) -> pd.DataFrame:
     "Per-cell table: r against the trial average, noise ceiling, reliability, FEVE, optionally r against the true rate."
     repeats = _as_repeats(repeats)
+    split_half = reliability(repeats)
     table = pd.DataFrame({'model': model, 'cell': np.arange(repeats.shape[-1]),
-                          'r': pearson_r(prediction, repeats.mean(0)), 'ceiling': noise_ceiling(repeats),
-                          'reliability': reliability(repeats),
+                          'r': pearson_r(prediction, repeats.mean(0)), 'ceiling': np.sqrt(np.clip(split_half, 0, None)),
+                          'reliability': split_half,
                           'feve': feve(prediction, repeats)})
     if true_rates is not None: table['r_true'] = pearson_r(prediction, true_rates)
     return table

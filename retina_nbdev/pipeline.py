@@ -303,7 +303,7 @@ def prune_job(config: dict, # recording, preset, grid, method, compression, out
     recording = load_recording(config['recording'], history=preset.history, nskip=preset.nskip)
     return dict(rows=pruning_run(recording, config['out'], preset, config['grid'], seed, config['method'], config['compression']))
 
-# %% ../nbs/10_pipeline.ipynb #2e0a03d3
+# %% ../nbs/10_pipeline.ipynb #b0b6824c
 @stage('prune', needs=['simulate', 'train'], description='the pruning study: methods x compressions x seeds (fans out)')
 def prune_stage(config, folder, inputs, work):
     import pandas as pd
@@ -315,7 +315,7 @@ def prune_stage(config, folder, inputs, work):
                 dict(common, method=method, compression=compression), seed) for seed, method, compression in pruning_runs(grid)]
     executor = get_executor(**config.executor)
     try: records = executor.map(jobs, work)
-    finally: getattr(executor, 'shutdown', lambda: None)()
+    finally: executor.shutdown()
     table = pd.DataFrame([row for record in records for row in record['result']['rows']])
     table.to_csv(folder/'pruning.csv', index=False)
     write_json(folder/'jobs.json', [{k: r[k] for k in ('key', 'node', 'pid', 'seconds')} for r in records])

@@ -398,7 +398,7 @@ def pruning_runs(grid: dict, # a grid from `pruning_grid`
         if 'rewinding' in grid['methods']: runs.append((seed, 'rewinding', None))
     return runs
 
-# %% ../nbs/08_pruning.ipynb #80fb2102
+# %% ../nbs/08_pruning.ipynb #b4e014a7
 def pruning_run(recording, # a `Recording`
                 out: str | Path, # folder for the run's checkpoints; calling again resumes
                 preset: str | Preset | None, # preset of the model
@@ -412,7 +412,7 @@ def pruning_run(recording, # a `Recording`
     seed_everything(seed)
     model = bn_cnn(preset, num_cells=recording.num_cells); initial = model.get_weights()
     def train(model, method, compression):
-        start, name = time.perf_counter(), 'dense' if compression == 1 else f'{method}_{compression:g}'
+        start, name = time.perf_counter(), f'{method}_{compression:g}'  # its own folder: jobs may run side by side
         fit(model, recording, out/f'seed{seed}'/name, epochs=grid['epochs'], max_batches=grid['max_batches'],
             seed=seed, progress=False, preset=preset)
         return _study_row(model, recording, seed, 'dense' if compression == 1 else method, compression, time.perf_counter() - start)

@@ -35,7 +35,7 @@ def main():
         for name, executor in (('local, 1 worker', LocalExecutor(workers=1)), ('ray, 2 workers', RayExecutor(workers=2))):
             start = time.perf_counter()
             try: records = executor.map(jobs(folder/name.split(',')[0]), folder/name.split(',')[0])
-            finally: getattr(executor, 'shutdown', lambda: None)()
+            finally: executor.shutdown()
             timings[name] = time.perf_counter() - start
             print(f"{args.preset} pruning grid, {len(records)} jobs, {name}: {timings[name]:.1f} s", flush=True)
         local, ray = timings.values()
