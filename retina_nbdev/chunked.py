@@ -8,9 +8,8 @@ Docs: https://retina-nbdev.github.io/retina_nbdev/chunked.html.md"""
 __all__ = ['fft_conv1', 'chunk_windows', 'model_tail', 'supports_chunks', 'chunked_forward', 'chunk_starts', 'gather_chunks',
            'make_train_step', 'predict_chunked', 'chunked_loss']
 
-# %% ../nbs/04b_chunked.ipynb #1563d4eb
+# %% ../nbs/04b_chunked.ipynb #307fa98d
 from .core import *
-import math, time
 import numpy as np
 import keras
 import tensorflow as tf

@@ -7,11 +7,11 @@ Docs: https://retina-nbdev.github.io/retina_nbdev/distributed.html.md"""
 # %% auto #0
 __all__ = ['Job', 'job_path', 'run_job', 'example_training_job', 'waiting_job', 'LocalExecutor', 'RayExecutor', 'get_executor']
 
-# %% ../nbs/11_distributed.ipynb #3f0b09ff
+# %% ../nbs/11_distributed.ipynb #38f8d95d
 from .core import *
 import importlib, json, os, socket, time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # %% ../nbs/11_distributed.ipynb #246b31a3

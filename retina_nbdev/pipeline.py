@@ -11,9 +11,9 @@ __all__ = ['STAGES', 'MODEL_RATES', 'REPORT_SECTIONS', 'RunConfig', 'Stage', 'st
            'reduce_stage', 'prune_job', 'prune_stage', 'report_section', 'figure_html', 'write_report', 'report_stage',
            'run_pipeline', 'study_run']
 
-# %% ../nbs/10_pipeline.ipynb #4458ffeb
+# %% ../nbs/10_pipeline.ipynb #ec5544d6
 from .core import *
-import hashlib, json, os, platform, shutil, sys, tempfile, time
+import hashlib, json, os, platform, shutil, tempfile, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable

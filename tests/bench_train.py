@@ -6,7 +6,7 @@ the same architecture in PyTorch; and the peak memory of training on a 60-minute
 PyTorch lives only in the benchmark's own environment (`make bench-env` makes `.venv-bench` with the CPU build); it
 is never a dependency of the library. Prints samples per second per implementation and the ratios, in one run.
 """
-import argparse, json, os, resource, subprocess, sys, tempfile, textwrap, time
+import argparse, json, os, subprocess, sys, tempfile, textwrap, time
 from pathlib import Path
 
 import numpy as np

@@ -4,7 +4,7 @@ import json, os, subprocess, sys
 import numpy as np
 import pytest
 
-from retina_nbdev.core import PRESETS, artifact_dir, get_preset, seed_everything, write_json, write_preset_summary
+from retina_nbdev.core import PRESETS, artifact_dir, get_preset, seed_everything, write_preset_summary
 
 
 def test_tiny_under_test(monkeypatch):

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 ray = pytest.importorskip('ray')
-from retina_nbdev.distributed import Job, LocalExecutor, RayExecutor, job_path
+from retina_nbdev.distributed import Job, RayExecutor
 
 RAY = Path(sys.executable).parent/'ray'
 

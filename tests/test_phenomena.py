@@ -5,7 +5,7 @@ import pytest
 from scipy import signal
 
 from retina_nbdev.core import PIXEL_UM
-from retina_nbdev.phenomena import (PHENOMENA, bar_frames, compare_systems, drifting_bar, flash_movie, flash_train, in_bins,
+from retina_nbdev.phenomena import (PHENOMENA, bar_frames, compare_systems, drifting_bar, flash_train, in_bins,
                                     measure_anticipation, measure_latency, measure_osr, measure_reversal, peak_position,
                                     presence, reproduction, responses, reversing_bar, run_suite, system_input)
 from retina_nbdev.retina import Retina

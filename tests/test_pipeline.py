@@ -1,5 +1,5 @@
 """The main job end to end: `retina-nbdev run --preset tiny`, resumption after SIGKILL, and bad input."""
-import json, os, signal, subprocess, sys, time
+import json, signal, subprocess, sys, time
 from pathlib import Path
 
 import h5py

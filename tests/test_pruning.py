@@ -7,7 +7,7 @@ import pytest
 from retina_nbdev.pruning import (WeightMask, apply_masks, check_compression, collapsed, compare_channels,
                                   critical_compression, get_masks, magnitude_rewinding, maximal_compression,
                                   plain_cnn, prunable_weights, prune, pruning_grid, pruning_study, remove_masks,
-                                  score, SynFlow, top_k_masks)
+                                  SynFlow, top_k_masks)
 
 
 def _values(model, name):

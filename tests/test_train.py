@@ -1,6 +1,5 @@
 """Training survives SIGKILL: a killed and restarted run ends exactly where an uninterrupted one does."""
-import json, os, signal, subprocess, sys, time
-from pathlib import Path
+import json, signal, subprocess, sys, time
 
 import numpy as np
 import pytest
