@@ -12,7 +12,7 @@ from .core import *
 import argparse, sys
 from pathlib import Path
 
-# %% ../nbs/10a_cli.ipynb #b62c4d6c
+# %% ../nbs/10a_cli.ipynb #49c7a041
 class _Parser(argparse.ArgumentParser):
     "argparse, but a usage error is one line and exit status 2."
     def error(self, message):
@@ -24,11 +24,12 @@ def _common(parser):
     parser.add_argument('--seed', type=int, default=0, help='seed of the simulation, weights and every random choice')
     parser.add_argument('--data', type=Path, default=None, help='folder of real recordings <experiment>/naturalscene.h5 (default: simulate)')
     parser.add_argument('--epochs', type=int, default=None, help="maximum training epochs (default: the preset's)")
+    parser.add_argument('--model-seeds', type=int, default=1, help='BN-CNNs trained, from seeds SEED, SEED+1, ... (default: 1)')
     parser.add_argument('--force', action='store_true', help='re-run stages even if complete')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
 
-# %% ../nbs/10a_cli.ipynb #c28a466a
-FAN_OUT = ('run', 'prune')  # commands whose independent jobs an executor can spread over processes or a cluster
+# %% ../nbs/10a_cli.ipynb #d22e8d06
+FAN_OUT = ('run', 'train', 'attribute', 'prune')  # commands whose independent jobs an executor can spread over processes or a cluster
 
 def _executor(parser):
     parser.add_argument('--executor', choices=('local', 'ray'), default='local', help='where independent jobs run (default: local processes)')
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name in FAN_OUT: _executor(command)
     return parser
 
-# %% ../nbs/10a_cli.ipynb #e69358ff
+# %% ../nbs/10a_cli.ipynb #99958b48
 def _needed(name, stages):
     "`name` after everything it needs, in pipeline order."
     wanted, todo = set(), [name]
@@ -60,6 +61,7 @@ def _check_arguments(args):
     from retina_nbdev.data import load_recording
     if args.seed < 0: raise ValueError(f"--seed must be non-negative, got {args.seed}")
     if args.epochs is not None and args.epochs < 1: raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.model_seeds < 1: raise ValueError(f"--model-seeds must be at least 1, got {args.model_seeds}")
     if getattr(args, 'workers', None) is not None and args.workers < 1: raise ValueError(f"--workers must be at least 1, got {args.workers}")
     if getattr(args, 'ray_address', None) and args.executor != 'ray': raise ValueError("--ray-address needs --executor ray")
     if getattr(args, 'executor', 'local') == 'ray':
@@ -69,7 +71,7 @@ def _check_arguments(args):
         preset = get_preset(args.preset)
         for path in find_recordings(args.data): load_recording(path, history=preset.history, nskip=preset.nskip)
 
-# %% ../nbs/10a_cli.ipynb #64e59557
+# %% ../nbs/10a_cli.ipynb #3794d645
 def main(argv: list | None = None, # arguments (default: sys.argv[1:])
         ) -> int:
     "Entry point of the `retina-nbdev` console script."
@@ -77,7 +79,7 @@ def main(argv: list | None = None, # arguments (default: sys.argv[1:])
     args = build_parser().parse_args(argv)
     try:
         _check_arguments(args)
-        options = {} if args.epochs is None else dict(epochs=args.epochs)
+        options = ({} if args.epochs is None else dict(epochs=args.epochs)) | ({} if args.model_seeds == 1 else dict(model_seeds=args.model_seeds))
         executor = dict(name=args.executor, address=args.ray_address, workers=args.workers) if args.command in FAN_OUT else {}
         config = RunConfig(args.out or artifact_dir(create=False), get_preset(args.preset), args.seed, args.data,
                            progress=not args.quiet, options=options, executor=executor)

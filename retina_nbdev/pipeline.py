@@ -6,10 +6,10 @@ Docs: https://retina-nbdev.github.io/retina_nbdev/pipeline.html.md"""
 
 # %% auto #0
 __all__ = ['STAGES', 'MODEL_RATES', 'REPORT_SECTIONS', 'RunConfig', 'Stage', 'stage', 'file_hash', 'stage_key', 'read_manifest',
-           'is_complete', 'run_stage', 'find_recordings', 'recording_of', 'simulate_stage', 'load_run_recording',
-           'train_stage', 'evaluate_stage', 'phenomena_stage', 'cells_to_reduce', 'attribute_stage', 'true_types',
-           'reduce_stage', 'prune_job', 'prune_stage', 'report_section', 'figure_html', 'write_report', 'report_stage',
-           'run_pipeline', 'study_run']
+           'is_complete', 'run_stage', 'find_recordings', 'recording_of', 'simulate_stage', 'job_memory', 'fan_out',
+           'load_run_recording', 'model_seeds', 'train_job', 'train_stage', 'evaluate_stage', 'phenomena_stage',
+           'cells_to_reduce', 'attribute_job', 'attribute_stage', 'true_types', 'reduce_stage', 'prune_job',
+           'prune_stage', 'report_section', 'figure_html', 'write_report', 'report_stage', 'run_pipeline', 'study_run']
 
 # %% ../nbs/10_pipeline.ipynb #ec5544d6
 from .core import *
@@ -146,7 +146,7 @@ def recording_of(inputs: dict) -> Path:
     "The recording file the `simulate` stage chose (a simulated one lives inside the stage's folder)."
     return inputs['simulate']/json.loads((inputs['simulate']/'recording.json').read_text())['path']
 
-# %% ../nbs/10_pipeline.ipynb #a85045b5
+# %% ../nbs/10_pipeline.ipynb #78d17a0e
 @stage('simulate', description='record the in-silico retina, or check the real recordings given with --data')
 def simulate_stage(config, folder, inputs, work):
     from retina_nbdev.data import load_recording
@@ -157,11 +157,37 @@ def simulate_stage(config, folder, inputs, work):
     else:
         path, source = find_recordings(config.data)[0].resolve(), 'recording'
     recording = load_recording(folder/path, history=config.preset.history, nskip=config.preset.nskip)
-    write_json(folder/'recording.json', dict(path=str(path), source=source))
+    write_json(folder/'recording.json', dict(path=str(path), source=source, stimulus_mean=float(recording.stimulus_mean),
+                                             stimulus_std=float(recording.stimulus_std)))
     return dict(source=source, file=path.name, num_cells=recording.num_cells, frame_shape=list(recording.frame_shape),
                 train_samples=recording.num_samples('train'), test_samples=len(recording.test_rates))
 
-# %% ../nbs/10_pipeline.ipynb #40729619
+# %% ../nbs/10_pipeline.ipynb #411736e2
+def job_memory(recording: Path, # the recording the job loads
+              ) -> int:
+    "Bytes a job that loads and trains on `recording` needs at its peak: 3.5x its frames as float32, plus 1 GiB."
+    import h5py
+    with h5py.File(recording, 'r') as file: frames = sum(file[f'{block}/stimulus'].size for block in ('train', 'test'))
+    return int(3.5 * 4 * frames + 2**30)
+
+def fan_out(config: RunConfig, # the run, whose `executor` says where the jobs go
+            jobs: list, # `retina_nbdev.distributed.Job`s
+            work: Path, # the stage's work folder: the jobs' artifacts
+            description: str = 'jobs', # the progress bar's label
+           ) -> list:
+    "Run a stage's independent jobs on the run's executor; their records, in order."
+    from retina_nbdev.distributed import get_executor
+    executor = get_executor(**config.executor)
+    try: return executor.map(jobs, work, progress=config.progress, description=description)
+    finally: executor.shutdown()
+
+def _write_jobs(folder, records):
+    "Where and how long each job ran, beside the stage's artifacts."
+    write_json(folder/'jobs.json', [{k: r[k] for k in ('key', 'node', 'pid', 'seconds')} for r in records])
+
+def _preset(value): return Preset(**value) if isinstance(value, dict) else get_preset(value)
+
+# %% ../nbs/10_pipeline.ipynb #507aa648
 def load_run_recording(config, inputs):
     "The run's recording, loaded with the preset's history and nskip."
     from retina_nbdev.data import load_recording
@@ -169,47 +195,92 @@ def load_run_recording(config, inputs):
 
 MODEL_RATES = {'cnn': None, 'ln': 1e-3}  # learning rates: None is the preset's
 
-# %% ../nbs/10_pipeline.ipynb #6fc351bc
-@stage('train', needs=['simulate'], description='train the BN-CNN and the LN model (resumable)')
-def train_stage(config, folder, inputs, work):
+def model_seeds(config: RunConfig) -> list:
+    "The seeds the BN-CNN is trained from: the run's seed and the next `options['model_seeds'] - 1`."
+    count = config.options.get('model_seeds', 1)
+    if not isinstance(count, int) or count < 1: raise ValueError(f"model_seeds must be a positive integer, got {count!r}")
+    return [config.seed + k for k in range(count)]
+
+# %% ../nbs/10_pipeline.ipynb #972672aa
+def train_job(config: dict, # recording, preset, model ('cnn' or 'ln'), epochs, out (the work folder)
+              seed: int, # seed of the initial weights and the minibatches
+             ) -> dict:
+    "Train one model from one seed, as a job of `retina_nbdev.distributed`; saves `<out>/models/<model>-seed<seed>.keras`."
+    from retina_nbdev.data import load_recording
     from retina_nbdev.models import bn_cnn, ln_model, save_model
     from retina_nbdev.train import fit
-    recording, summary = load_run_recording(config, inputs), {}
-    for name, build in (('cnn', bn_cnn), ('ln', ln_model)):
-        seed_everything(config.seed)
-        model = build(config.preset, num_cells=recording.num_cells)
-        state = fit(model, recording, work/name, epochs=config.options.get('epochs'), seed=config.seed,
-                    learning_rate=MODEL_RATES[name], progress=config.progress, preset=config.preset)
-        save_model(model, folder/f'{name}.keras')
-        write_json(folder/f'{name}_history.json', state.history)
-        summary[name] = dict(epochs=state.epoch, best_epoch=state.best_epoch, best_val_loss=round(state.best_loss, 6))
+    preset, name, out = _preset(config['preset']), f"{config['model']}-seed{seed}", Path(config['out'])
+    recording = load_recording(config['recording'], history=preset.history, nskip=preset.nskip)
+    seed_everything(seed)
+    model = dict(cnn=bn_cnn, ln=ln_model)[config['model']](preset, num_cells=recording.num_cells)
+    state = fit(model, recording, out/'runs'/name, epochs=config.get('epochs'), seed=seed,
+                learning_rate=MODEL_RATES[config['model']], progress=False, preset=preset)
+    save_model(model, out/'models'/f'{name}.keras')
+    return dict(model=f'models/{name}.keras', epochs=state.epoch, best_epoch=state.best_epoch,
+                best_val_loss=round(state.best_loss, 6), history=state.history)
+
+# %% ../nbs/10_pipeline.ipynb #478085b8
+@stage('train', needs=['simulate'], description='train the BN-CNN over seeds and the LN model (fans out; resumable)')
+def train_stage(config, folder, inputs, work):
+    from retina_nbdev.distributed import Job
+    recording = recording_of(inputs)
+    common = dict(recording=str(recording), preset=config.preset.to_dict(), epochs=config.options.get('epochs'), out=str(work))
+    runs = [('cnn', seed) for seed in model_seeds(config)] + [('ln', config.seed)]
+    jobs = [Job(f'{model}-seed{seed}', 'retina_nbdev.pipeline:train_job', dict(common, model=model), seed,
+                num_gpus=1, memory=job_memory(recording)) for model, seed in runs]
+    records, summary = fan_out(config, jobs, work, 'train'), {}
+    for record in records:
+        model, seed, result = record['config']['model'], record['seed'], record['result']
+        name = model if seed == config.seed else f'{model}_seed{seed}'
+        shutil.copy(work/result['model'], folder/f'{name}.keras')
+        write_json(folder/f'{name}_history.json', result['history'])
+        summary[name] = {k: result[k] for k in ('epochs', 'best_epoch', 'best_val_loss')}
+    _write_jobs(folder, records)
     return summary
 
-# %% ../nbs/10_pipeline.ipynb #eda24767
-@stage('evaluate', needs=['simulate', 'train'], description='score both models against the noise ceiling')
+# %% ../nbs/10_pipeline.ipynb #18e52ae7
+def _medians(table):
+    "Median of each metric per model, with r as a fraction of the noise ceiling."
+    medians = table.assign(fraction=table.r / table.ceiling).groupby('model').median(numeric_only=True).drop(columns='cell')
+    return medians.astype(float).round(4)
+
+@stage('evaluate', needs=['simulate', 'train'], description='score both models (and every seed) against the noise ceiling')
 def evaluate_stage(config, folder, inputs, work):
     import pandas as pd
     from retina_nbdev.models import load_model
     from retina_nbdev.train import predict_test
     from retina_nbdev.metrics import evaluate
     recording = load_run_recording(config, inputs)
-    tables = [evaluate(predict_test(load_model(inputs['train']/f'{name}.keras'), recording), recording.test_repeats,
-                       recording.true_test_rates, model=name) for name in ('cnn', 'ln')]
-    table = pd.concat(tables, ignore_index=True)
+    score = lambda name: evaluate(predict_test(load_model(inputs['train']/f'{name}.keras'), recording), recording.test_repeats,
+                                  recording.true_test_rates, model=name)
+    table = pd.concat([score('cnn'), score('ln')], ignore_index=True)
     table.to_csv(folder/'metrics.csv', index=False, float_format='%.6g')
-    medians = table.assign(fraction=table.r / table.ceiling).groupby('model').median(numeric_only=True)
-    return {name: {k: round(float(v), 4) for k, v in medians.loc[name].drop('cell').items()} for name in medians.index} | \
-           dict(cnn_beats_ln=int((table[table.model == 'cnn'].r.values > table[table.model == 'ln'].r.values).sum()),
-                num_cells=int(recording.num_cells))
+    medians = _medians(table)
+    summary = {name: medians.loc[name].to_dict() for name in medians.index} | \
+              dict(cnn_beats_ln=int((table[table.model == 'cnn'].r.values > table[table.model == 'ln'].r.values).sum()),
+                   num_cells=int(recording.num_cells))
+    others = sorted(inputs['train'].glob('cnn_seed*.keras'), key=lambda p: int(p.stem.split('seed')[1]))
+    if others:
+        seeds = _medians(pd.concat([table[table.model == 'cnn']] + [score(p.stem) for p in others], ignore_index=True))
+        seeds = seeds.assign(seed=[config.seed if n == 'cnn' else int(n.split('seed')[1]) for n in seeds.index]).sort_values('seed')
+        seeds.to_csv(folder/'seeds.csv', index_label='model')
+        summary['cnn_seeds'] = dict(models=len(seeds), r_mean=round(float(seeds.r.mean()), 4), r_sd=round(float(seeds.r.std()), 4),
+                                    fraction_mean=round(float(seeds.fraction.mean()), 4), fraction_sd=round(float(seeds.fraction.std()), 4))
+    return summary
 
-# %% ../nbs/10_pipeline.ipynb #ccab37ff
-def _zscore(recording): return (float(recording.stimulus_mean), float(recording.stimulus_std))
+# %% ../nbs/10_pipeline.ipynb #47fdc61a
+def _zscore(config, inputs):
+    "The stimulus mean and standard deviation the models were trained with, as the simulate stage recorded them."
+    record = json.loads((inputs['simulate']/'recording.json').read_text())
+    if 'stimulus_mean' in record: return (record['stimulus_mean'], record['stimulus_std'])
+    recording = load_run_recording(config, inputs)  # a run from before they were recorded
+    return (float(recording.stimulus_mean), float(recording.stimulus_std))
 
 def _save_suite(suite, folder, label):
     suite.summary.to_csv(folder/f'{label}_summary.csv', index=False)
     for name, measurement in suite.measurements.items(): measurement.traces.to_csv(folder/f'{label}_{name}_traces.csv', index=False)
 
-# %% ../nbs/10_pipeline.ipynb #4dc93dfb
+# %% ../nbs/10_pipeline.ipynb #e2e0c468
 @stage('phenomena', needs=['simulate', 'train'], description='the four phenomena on the CNN and the retina, with ablations')
 def phenomena_stage(config, folder, inputs, work):
     import pandas as pd
@@ -218,7 +289,7 @@ def phenomena_stage(config, folder, inputs, work):
     recording = load_run_recording(config, inputs)
     truth = recording.ground_truth or {}
     cell_types = [str(t) for t in truth['cell_types']] if 'cell_types' in truth else None
-    cnn_suite = ph.run_suite(load_model(inputs['train']/'cnn.keras'), cell_types=cell_types, zscore=_zscore(recording))
+    cnn_suite = ph.run_suite(load_model(inputs['train']/'cnn.keras'), cell_types=cell_types, zscore=_zscore(config, inputs))
     _save_suite(cnn_suite, folder, 'cnn')
     if config.data is not None: return dict(cnn=ph.presence(cnn_suite).sum().astype(int).to_dict())
     from retina_nbdev.retina import Retina, ABLATIONS
@@ -244,18 +315,31 @@ def cells_to_reduce(folder: Path, # the phenomena stage's folder
     by = 'cell_type' if 'cell_type' in shown else 'cell'
     return {name: sorted(group.groupby(by).cell.min().astype(int).tolist()) for name, group in shown.groupby('phenomenon')}
 
-# %% ../nbs/10_pipeline.ipynb #20d2e710
-@stage('attribute', needs=['simulate', 'train', 'phenomena'], description='integrated gradients to conv1, per phenomenon')
-def attribute_stage(config, folder, inputs, work):
+# %% ../nbs/10_pipeline.ipynb #aacc6e00
+def attribute_job(config: dict, # model (a .keras path), phenomenon, cell, zscore, steps, out (a folder)
+                  seed: int, # unused: integrated gradients are deterministic
+                 ) -> dict:
+    "Integrated gradients of one phenomenon in one cell, as a job: writes `<out>/<phenomenon>_cell<cell>.npz`."
     from retina_nbdev.models import load_model
     from retina_nbdev.reduction import attribute_phenomenon
-    recording, model = load_run_recording(config, inputs), load_model(inputs['train']/'cnn.keras')
-    errors = {}
-    for phenomenon, cells in cells_to_reduce(inputs['phenomena']).items():
-        for cell in cells:
-            result = attribute_phenomenon(model, phenomenon, cell, _zscore(recording), steps=config.preset.ig_steps)
-            np.savez(folder/f'{phenomenon}_cell{cell:02d}.npz', **{k: v for k, v in result.items() if k != 'phenomenon'})
-            errors[f'{phenomenon}/{cell}'] = round(result['completeness_error'], 5)
+    result = attribute_phenomenon(load_model(config['model']), config['phenomenon'], config['cell'], tuple(config['zscore']),
+                                  steps=config['steps'])
+    path = Path(config['out'])/f"{config['phenomenon']}_cell{config['cell']:02d}.npz"
+    with atomic_write(path) as tmp, open(tmp, 'wb') as file: np.savez(file, **{k: v for k, v in result.items() if k != 'phenomenon'})
+    return dict(file=path.name, completeness_error=round(float(result['completeness_error']), 5))
+
+# %% ../nbs/10_pipeline.ipynb #ea3f6ae6
+@stage('attribute', needs=['simulate', 'train', 'phenomena'], description='integrated gradients to conv1, per phenomenon and cell (fans out)')
+def attribute_stage(config, folder, inputs, work):
+    from retina_nbdev.distributed import Job
+    common = dict(model=str(inputs['train']/'cnn.keras'), zscore=_zscore(config, inputs), steps=config.preset.ig_steps,
+                  out=str(work/'attributions'))
+    jobs = [Job(f'{phenomenon}-cell{cell:02d}', 'retina_nbdev.pipeline:attribute_job', dict(common, phenomenon=phenomenon, cell=cell),
+                config.seed, num_gpus=1) for phenomenon, cells in cells_to_reduce(inputs['phenomena']).items() for cell in cells]
+    records = fan_out(config, jobs, work, 'attribute')
+    for record in records: shutil.copy(work/'attributions'/record['result']['file'], folder/record['result']['file'])
+    _write_jobs(folder, records)
+    errors = {f"{r['config']['phenomenon']}/{r['config']['cell']}": r['result']['completeness_error'] for r in records}
     return dict(completeness_error=errors, max_completeness_error=max(errors.values(), default=0.0))
 
 # %% ../nbs/10_pipeline.ipynb #dba6e0b4
@@ -266,18 +350,18 @@ def true_types(ablations, # the phenomena stage's ablations table
     rows = ablations[(ablations.cell == cell) & ablations.ablation.isin(CELL_TYPES)]
     return sorted(rows.ablation[~rows[phenomenon].astype(bool)])
 
-# %% ../nbs/10_pipeline.ipynb #e36a6ad3
+# %% ../nbs/10_pipeline.ipynb #78653c63
 @stage('reduce', needs=['simulate', 'train', 'phenomena', 'attribute'], description='reduced circuits, cell types, score against the truth')
 def reduce_stage(config, folder, inputs, work):
     import pandas as pd
     from retina_nbdev.models import load_model
     from retina_nbdev.reduction import reduce_attributed, precision_recall, attribution_components
-    recording, model = load_run_recording(config, inputs), load_model(inputs['train']/'cnn.keras')
+    model, zscore = load_model(inputs['train']/'cnn.keras'), _zscore(config, inputs)
     ablations = pd.read_csv(inputs['phenomena']/'ablations.csv') if (inputs['phenomena']/'ablations.csv').exists() else None
     rows, courses = [], []
     for path in sorted(inputs['attribute'].glob('*.npz')):
         with np.load(path) as saved: attributed = dict(saved, phenomenon=path.stem.split('_')[0], cell=int(saved['cell']))
-        result = reduce_attributed(model, attributed, _zscore(recording))
+        result = reduce_attributed(model, attributed, zscore)
         np.savez(folder/path.name, **{k: np.asarray(v) for k, v in result.items() if k != 'phenomenon'})
         score = precision_recall(result['types'], true_types(ablations, result['phenomenon'], result['cell'])) if ablations is not None else {}
         rows.append(dict(phenomenon=result['phenomenon'], cell=result['cell'], keep=' '.join(map(str, result['keep'])),
@@ -292,33 +376,31 @@ def reduce_stage(config, folder, inputs, work):
     return dict(components_needed=int(components['components_needed']), channels_kept=float(table.keep.str.split().str.len().mean()) if rows else 0.0,
                 per_phenomenon={} if scores is None else {k: {m: (None if pd.isna(v) else float(v)) for m, v in row.items()} for k, row in scores.iterrows()})
 
-# %% ../nbs/10_pipeline.ipynb #d960a63a
+# %% ../nbs/10_pipeline.ipynb #c7dbabfd
 def prune_job(config: dict, # recording, preset, grid, method, compression, out
               seed: int, # the run's seed
              ) -> dict:
     "One run of the pruning grid, as a job of `retina_nbdev.distributed`: its table rows."
     from retina_nbdev.data import load_recording
     from retina_nbdev.pruning import pruning_run
-    preset = get_preset(config['preset'])
+    preset = _preset(config['preset'])
     recording = load_recording(config['recording'], history=preset.history, nskip=preset.nskip)
     return dict(rows=pruning_run(recording, config['out'], preset, config['grid'], seed, config['method'], config['compression']))
 
-# %% ../nbs/10_pipeline.ipynb #b0b6824c
+# %% ../nbs/10_pipeline.ipynb #aaec63c5
 @stage('prune', needs=['simulate', 'train'], description='the pruning study: methods x compressions x seeds (fans out)')
 def prune_stage(config, folder, inputs, work):
     import pandas as pd
-    from retina_nbdev.distributed import Job, get_executor
+    from retina_nbdev.distributed import Job
     from retina_nbdev.pruning import pruning_grid, pruning_runs
-    grid = {**pruning_grid(config.preset), **config.options.get('pruning', {})}
-    common = dict(recording=str(recording_of(inputs)), preset=config.preset.name, grid=grid, out=str(work/'runs'))
-    jobs = [Job(f"seed{seed}-{method}-{compression or 'all'}", 'retina_nbdev.pipeline:prune_job',
-                dict(common, method=method, compression=compression), seed) for seed, method, compression in pruning_runs(grid)]
-    executor = get_executor(**config.executor)
-    try: records = executor.map(jobs, work)
-    finally: executor.shutdown()
+    grid, recording = {**pruning_grid(config.preset), **config.options.get('pruning', {})}, recording_of(inputs)
+    common = dict(recording=str(recording), preset=config.preset.name, grid=grid, out=str(work/'runs'))
+    jobs = [Job(f"seed{seed}-{method}-{compression or 'all'}", 'retina_nbdev.pipeline:prune_job', dict(common, method=method, compression=compression),
+                seed, num_gpus=1, memory=job_memory(recording)) for seed, method, compression in pruning_runs(grid)]
+    records = fan_out(config, jobs, work, 'prune')
     table = pd.DataFrame([row for record in records for row in record['result']['rows']])
     table.to_csv(folder/'pruning.csv', index=False)
-    write_json(folder/'jobs.json', [{k: r[k] for k in ('key', 'node', 'pid', 'seconds')} for r in records])
+    _write_jobs(folder, records)
     curve = table.groupby(['method', 'compression']).r.median().round(4)
     return dict(jobs=len(jobs), median_r={f'{m}@{c:g}': float(v) for (m, c), v in curve.items()},
                 collapsed=int((table.collapsed > 0).sum()))
@@ -337,7 +419,7 @@ def figure_html(fig, width: int = 720) -> str:
     buffer = io.BytesIO(); fig.savefig(buffer, format='png', dpi=110, bbox_inches='tight'); plt.close(fig)
     return f'<img style="max-width:{width}px" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
 
-# %% ../nbs/10_pipeline.ipynb #a7b7df9b
+# %% ../nbs/10_pipeline.ipynb #09d102ac
 @report_section('evaluate')
 def _evaluate_section(folder, manifest):
     import pandas as pd, matplotlib.pyplot as plt
@@ -345,9 +427,12 @@ def _evaluate_section(folder, manifest):
     fig, ax = plt.subplots(figsize=(3.4, 3))
     for name, group in table.groupby('model'): ax.scatter(group.ceiling, group.r, s=14, label=name)
     ax.plot([0, 1], [0, 1], 'k:', lw=0.8); ax.set(xlabel='noise ceiling', ylabel='r (test)', xlim=(0, 1), ylim=(0, 1)); ax.legend(frameon=False)
-    summary = pd.DataFrame({k: v for k, v in manifest['summary'].items() if isinstance(v, dict)}).T.round(3)
+    summary = pd.DataFrame({k: v for k, v in manifest['summary'].items() if k in ('cnn', 'ln')}).T.round(3)
+    seeds = manifest['summary'].get('cnn_seeds')
+    spread = '' if not seeds else (f" Across {seeds['models']} seeds of the BN-CNN, median r is {seeds['r_mean']:.3f} ± {seeds['r_sd']:.3f} "
+                                   f"(s.d.), {seeds['fraction_mean']:.2f} ± {seeds['fraction_sd']:.2f} of the noise ceiling.")
     return 'Model performance vs the noise ceiling', figure_html(fig, 360) + summary.to_html() + \
-        f"<p>The BN-CNN beats the LN model on {manifest['summary']['cnn_beats_ln']} of {manifest['summary']['num_cells']} cells.</p>"
+        f"<p>The BN-CNN beats the LN model on {manifest['summary']['cnn_beats_ln']} of {manifest['summary']['num_cells']} cells.{spread}</p>"
 
 # %% ../nbs/10_pipeline.ipynb #6537f26c
 @report_section('phenomena')

@@ -40,11 +40,13 @@ class TrainingState:
         if self.stop_wait >= patience_stop: self.stopped_early = True
         return improved
 
-# %% ../nbs/04_train.ipynb #8ef30570
-def _paths(out):
+# %% ../nbs/04_train.ipynb #8c67b851
+def _paths(out, epoch=None):
+    "The files of a training folder; with `epoch`, also that epoch's checkpoint files."
     out = Path(out)
-    return dict(weights=out/'checkpoint.weights.h5', optimizer=out/'optimizer.npz', best=out/'best.weights.h5',
-                state=out/'state.json', log=out/'log.csv')
+    paths = dict(best=out/'best.weights.h5', state=out/'state.json', log=out/'log.csv')
+    if epoch is None: return paths
+    return paths | dict(weights=out/f'checkpoint-{epoch:04d}.weights.h5', optimizer=out/f'optimizer-{epoch:04d}.npz')
 
 def _save_weights(model, path):
     with atomic_write(path) as tmp:
@@ -52,17 +54,19 @@ def _save_weights(model, path):
         model.save_weights(keras_tmp)
         keras_tmp.replace(tmp)
 
-# %% ../nbs/04_train.ipynb #b8221c64
+# %% ../nbs/04_train.ipynb #6db55063
 def _save_checkpoint(model, state, out):
-    paths = _paths(out)
+    paths = _paths(out, state.epoch)
     _save_weights(model, paths['weights'])
     with atomic_write(paths['optimizer']) as tmp:
         with open(tmp, 'wb') as file: np.savez(file, *[v.numpy() for v in model.optimizer.variables])
-    write_json(paths['state'], asdict(state))
+    write_json(paths['state'], asdict(state))  # the commit point
+    for old in [*Path(out).glob('checkpoint-*.weights.h5'), *Path(out).glob('optimizer-*.npz')]:
+        if old not in (paths['weights'], paths['optimizer']): old.unlink(missing_ok=True)
 
 def _load_checkpoint(model, out):
-    paths = _paths(out)
-    state = TrainingState(**json.loads(paths['state'].read_text()))
+    state = TrainingState(**json.loads(_paths(out)['state'].read_text()))
+    paths = _paths(out, state.epoch)
     model.optimizer.build(model.trainable_variables)  # before loading, so the weights file's optimizer slots match
     model.load_weights(paths['weights'])
     with np.load(paths['optimizer']) as saved:

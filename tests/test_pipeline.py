@@ -1,12 +1,12 @@
 """The main job end to end: `retina-nbdev run --preset tiny`, resumption after SIGKILL, and bad input."""
-import json, signal, subprocess, sys, time
+import json, os, signal, subprocess, sys, time
 from pathlib import Path
 
 import h5py
 import pytest
 
 CLI = Path(sys.executable).parent/'retina-nbdev'
-EPOCHS = '3'
+FLAGS = ['--epochs', '3', '--model-seeds', '2']  # the CNN from two seeds: the train stage fans out three jobs
 
 
 def _cli(*args, **kwargs):
@@ -20,7 +20,7 @@ def _without_timings(summary):
 @pytest.fixture(scope='module')
 def finished_run(tmp_path_factory):
     out = tmp_path_factory.mktemp('study')/'run'
-    done = _cli('run', '--preset', 'tiny', '--out', out, '--epochs', EPOCHS, '--quiet', timeout=900)
+    done = _cli('run', '--preset', 'tiny', '--out', out, *FLAGS, '--quiet', timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return out
 
@@ -35,6 +35,8 @@ def test_report_and_summary(finished_run):
     evaluation = summary['stages']['evaluate']
     assert -1 <= evaluation['cnn']['r'] <= evaluation['cnn']['ceiling'] + 0.2 and 0 < evaluation['cnn']['ceiling'] <= 1
     assert summary['stages']['attribute']['max_completeness_error'] < 0.05  # attributions add up to the responses
+    assert set(summary['stages']['train']) == {'cnn', 'cnn_seed1', 'ln'} and evaluation['cnn_seeds']['models'] == 2
+    assert 'Across 2 seeds of the BN-CNN' in html
     assert summary['stages']['prune']['jobs'] == len(summary['stages']['prune']['median_r']) - 1  # rewinding: one job, two compressions
     for name in ('Pruning: test correlation vs compression', 'Reduced circuits and their ground-truth score', 'The four phenomena: retina vs CNN'):
         assert name in html
@@ -43,28 +45,38 @@ def test_report_and_summary(finished_run):
 def test_second_run_skips_every_stage(finished_run):
     before = {p: p.stat().st_mtime_ns for p in finished_run.glob('*/manifest.json')}
     start = time.perf_counter()
-    again = _cli('run', '--preset', 'tiny', '--out', finished_run, '--epochs', EPOCHS, '--quiet', timeout=300)
+    again = _cli('run', '--preset', 'tiny', '--out', finished_run, *FLAGS, '--quiet', timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert {p: p.stat().st_mtime_ns for p in finished_run.glob('*/manifest.json')} == before  # nothing re-ran
     assert time.perf_counter() - start < 60
 
 
 def _training_epochs(out):
-    states = list((out/'.work').glob('train-*/cnn/state.json'))
+    states = list((out/'.work').glob('train-*/runs/cnn-seed0/state.json'))
     try: return json.loads(states[0].read_text())['epoch'] if states else 0
     except json.JSONDecodeError: return 0
 
 
+def _alive(pid):
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    return not Path(f'/proc/{pid}/status').exists() or 'State:\tZ' not in Path(f'/proc/{pid}/status').read_text()
+
+
 def test_killed_during_training_resumes_to_the_same_summary(finished_run, tmp_path):
     out = tmp_path/'killed'
-    process = subprocess.Popen([str(CLI), 'run', '--preset', 'tiny', '--out', str(out), '--epochs', EPOCHS, '--quiet'],
+    process = subprocess.Popen([str(CLI), 'run', '--preset', 'tiny', '--out', str(out), *FLAGS, '--quiet'],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 600
     while _training_epochs(out) < 1 and process.poll() is None and time.time() < deadline: time.sleep(0.05)
     assert process.poll() is None, f"the run ended before it could be killed: {process.communicate()[1][-2000:]}"
+    workers = [json.loads(p.read_text())['pid'] for p in (out/'.work').glob('train-*/jobs/*.running')]
     process.send_signal(signal.SIGKILL); process.wait()
-    assert not (out/'train').exists()  # no partial stage folder under the real name
-    resumed = _cli('run', '--preset', 'tiny', '--out', out, '--epochs', EPOCHS, '--quiet', timeout=900)
+    assert workers and not (out/'train').exists()  # no partial stage folder under the real name
+    deadline = time.time() + 10  # the driver's worker processes exit with it: no orphan trains into the run folder
+    while any(_alive(pid) for pid in workers) and time.time() < deadline: time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers), workers
+    resumed = _cli('run', '--preset', 'tiny', '--out', out, *FLAGS, '--quiet', timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert not list(out.glob('.*.tmp')) and not list((out/'.work').glob('*'))  # temporaries and checkpoints cleaned up
     expected = _without_timings(json.loads((finished_run/'summary.json').read_text()))
