@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['MS_PER_BIN', 'CRITERIA', 'MAIN_METRIC', 'PHENOMENA', 'system_input', 'responses', 'in_bins', 'full_field',
-           'flash_movie', 'paired_flash', 'flash_train', 'contrast_noise', 'bar_frames', 'bar_path', 'drifting_bar',
-           'reversing_bar', 'flashed_bars', 'reversing_grating', 'latency_ms', 'osr_stats', 'reversal_stats',
-           'peak_position', 'Measurement', 'measure_latency', 'measure_osr', 'flashed_profile', 'measure_anticipation',
-           'measure_reversal', 'Suite', 'run_suite', 'presence', 'compare_systems', 'reproduction']
+__all__ = ['MS_PER_BIN', 'CRITERIA', 'MAIN_METRIC', 'PHENOMENA', 'system_input', 'responses', 'in_bins', 'latency_ms',
+           'osr_stats', 'reversal_stats', 'peak_position', 'Measurement', 'measure_latency', 'measure_osr',
+           'flashed_profile', 'measure_anticipation', 'measure_reversal', 'Suite', 'run_suite', 'presence',
+           'compare_systems', 'reproduction', 'full_field', 'flash_movie', 'paired_flash', 'flash_train',
+           'contrast_noise', 'bar_frames', 'bar_path', 'drifting_bar', 'reversing_bar', 'flashed_bars',
+           'reversing_grating']
 
 # %% ../nbs/05_phenomena.ipynb #77afbef2
 MS_PER_BIN = 1000 / FRAME_RATE  # milliseconds per frame and per response bin
@@ -84,115 +85,9 @@ def in_bins(rates, # rates from `responses`, (..., T - history, n_cells)
     rates = np.asarray(rates, np.float32)
     return np.concatenate([np.full(rates.shape[:-2] + (history, rates.shape[-1]), np.nan, np.float32), rates], axis=-2)
 
-# %% ../nbs/05_phenomena.ipynb #858b9b00
-def full_field(values, # intensity of each frame
-               pixels: int = 16, # frame side
-              ) -> np.ndarray:
-    "A full-field movie (T, pixels, pixels) whose frame t has the intensity `values[t]`."
-    return np.broadcast_to(np.asarray(values, np.float32)[:, None, None], (len(values), pixels, pixels)).copy()
-
-# %% ../nbs/05_phenomena.ipynb #d0345e76
-def flash_movie(intensity: float = -2.0, # contrast of the flash (negative: dark)
-                duration: int = 2, # frames
-                pixels: int = 16, before: int = 50, after: int = 50, # frame side, grey frames before and after
-               ) -> np.ndarray:
-    "A full-field flash (a step if `duration` is long) after `before` frames of grey."
-    return full_field(np.r_[np.zeros(before), np.full(duration, intensity), np.zeros(after)], pixels)
-
-# %% ../nbs/05_phenomena.ipynb #74634772
-def paired_flash(gap: int = 10, # grey frames between the two flashes
-                 intensity: float = -2.0, duration: int = 2, pixels: int = 16, before: int = 50, after: int = 50, # as `flash_movie`
-                ) -> np.ndarray:
-    "Two full-field flashes, the second starting `gap` frames after the first ends."
-    return full_field(np.r_[np.zeros(before), np.full(duration, intensity), np.zeros(gap), np.full(duration, intensity), np.zeros(after)], pixels)
-
-# %% ../nbs/05_phenomena.ipynb #39367dad
-def flash_train(period: int = 10, # frames from one flash onset to the next (10 = 100 ms)
-                num_flashes: int = 8, # flashes before the omission
-                intensity: float = -2.0, duration: int = 2, pixels: int = 16, before: int = 50, after: int = 40, # as `flash_movie`
-               ) -> tuple:
-    "Full-field flashes every `period` frames that stop: the movie and the frame where the next (omitted) flash was due."
-    omitted = before + num_flashes * period
-    values = np.zeros(omitted + after)
-    for k in range(num_flashes): values[before + k * period:before + k * period + duration] = intensity
-    return full_field(values, pixels), omitted
-
-# %% ../nbs/05_phenomena.ipynb #95f7f736
-def contrast_noise(contrasts=(0.35, 1.0), # standard deviation of each block
-                   frames_each: int = 3000, # frames per block
-                   pixels: int = 16, seed: int = 0, # frame side, noise seed
-                  ) -> tuple:
-    "Full-field Gaussian white noise in one block per contrast: the movie and each frame's contrast."
-    contrast = np.repeat(np.asarray(contrasts, np.float32), frames_each)
-    return full_field(np.random.default_rng(seed).standard_normal(len(contrast)) * contrast, pixels), contrast
-
-# %% ../nbs/05_phenomena.ipynb #5ba351cc
-def bar_frames(positions, # bar centre (px) in each frame; NaN: no bar
-               pixels: int = 16, # frame side
-               width: float = 2.0, # bar width in px
-               intensity: float = -1.0, # contrast of the bar (negative: dark)
-               supersample: int = 5, # sub-pixels per pixel
-              ) -> np.ndarray:
-    "Frames (len(positions), pixels, pixels) of a full-height bar, drawn supersampled then averaged."
-    centre, sub = np.asarray(positions, np.float64)[:, None], np.arange(pixels * supersample) + 0.5  # sub-pixel centres
-    edges = [np.round((centre + side * width / 2 + 0.5) * supersample, 9) for side in (-1, 1)]  # in sub-pixels, float noise removed
-    inside = (sub >= edges[0]) & (sub < edges[1])
-    profile = inside.reshape(len(centre), pixels, supersample).mean(-1) * intensity
-    return np.repeat(profile[:, None, :], pixels, axis=1).astype(np.float32)
-
-# %% ../nbs/05_phenomena.ipynb #3a5b0a9f
-def bar_path(speed: float, # px per frame
-             start: float, # first position (px)
-             stop: float, # last position, not passed (px)
-            ) -> np.ndarray:
-    "Bar positions, one per frame, from `start` towards `stop` at `speed` px/frame."
-    return start + np.sign(stop - start) * speed * np.arange(int(np.floor(abs(stop - start) / speed + 1e-9)) + 1)
-
-# %% ../nbs/05_phenomena.ipynb #3eb155cf
-def drifting_bar(speed: float = 0.08, # px per frame (0.08 = 0.44 mm/s)
-                 direction: int = 1, # +1: left to right, -1: right to left
-                 pixels: int = 16, # frame side
-                 width: float = 2.0, # bar width (px)
-                 intensity: float = -1.0, # bar contrast (negative: dark)
-                 before: int = 50, after: int = 30, # grey frames before and after
-                ) -> tuple:
-    "A bar crossing the whole frame: the movie and the bar's position in each frame (NaN: no bar)."
-    ends = (-width, pixels - 1 + width)
-    positions = np.r_[np.full(before, np.nan), bar_path(speed, *ends[::direction]), np.full(after, np.nan)]
-    return bar_frames(positions, pixels, width, intensity), positions
-
-# %% ../nbs/05_phenomena.ipynb #57ebe44b
-def reversing_bar(turn: float, # position (px) where the bar reverses
-                   speed: float = 0.15, # px per frame
-                  start: float = -2.0, # where the bar enters and leaves (px)
-                  pixels: int = 16, width: float = 2.0, intensity: float = -1.0, before: int = 50, after: int = 0, # as `drifting_bar`
-                 ) -> tuple:
-    "A bar drifting from `start` to `turn` and back: the movie, the frame of the reversal, the positions."
-    out = bar_path(speed, start, turn)
-    positions = np.r_[np.full(before, np.nan), out, out[-2::-1], np.full(after, np.nan)]
-    return bar_frames(positions, pixels, width, intensity), before + len(out) - 1, positions
-
-# %% ../nbs/05_phenomena.ipynb #47b4eb6f
-def flashed_bars(sites, # bar centres (px), one movie each
-                 duration: int = 2, # frames of the flash
-                 pixels: int = 16, width: float = 2.0, intensity: float = -1.0, before: int = 50, after: int = 30, # as `drifting_bar`
-                ) -> np.ndarray:
-    "A stack (n, T, pixels, pixels) of movies: the bar flashed at one site for `duration` frames."
-    movies = np.zeros((len(sites), before + duration + after, pixels, pixels), np.float32)
-    movies[:, before:before + duration] = bar_frames(sites, pixels, width, intensity)[:, None]
-    return movies
-
-# %% ../nbs/05_phenomena.ipynb #8b68ec69
-def reversing_grating(bar_width: int = 4, # px per bar of the square wave
-                      half_period: int = 50, # frames between reversals
-                      num_reversals: int = 6, # reversals after the first half period
-                      phase: int = 0, # shift of the grating (px)
-                      contrast: float = 1.0, pixels: int = 16, before: int = 50, # contrast, frame side, grey frames first
-                     ) -> np.ndarray:
-    "A square-wave grating whose contrast reverses every `half_period` frames, after grey."
-    columns = np.where(((np.arange(pixels) + phase) // bar_width) % 2 == 0, contrast, -contrast)
-    sign = np.r_[np.zeros(before), np.repeat((-1.0) ** np.arange(num_reversals + 1), half_period)]
-    return np.repeat((sign[:, None] * columns[None])[:, None, :], pixels, 1).astype(np.float32)
+# %% ../nbs/05_phenomena.ipynb #d7828c2f
+from .stimuli import *
+_all_ = ['full_field', 'flash_movie', 'paired_flash', 'flash_train', 'contrast_noise', 'bar_frames', 'bar_path', 'drifting_bar', 'reversing_bar', 'flashed_bars', 'reversing_grating']
 
 # %% ../nbs/05_phenomena.ipynb #1e1973bc
 def latency_ms(rate, # (T,) rate in Hz, in bins
