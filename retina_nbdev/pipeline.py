@@ -223,11 +223,11 @@ def train_job(config: dict, # recording, preset, model ('cnn' or 'ln'), epochs, 
 @stage('train', needs=['simulate'], description='train the BN-CNN over seeds and the LN model (fans out; resumable)')
 def train_stage(config, folder, inputs, work):
     from retina_nbdev.distributed import Job
-    recording = recording_of(inputs)
+    recording = recording_of(inputs); memory = job_memory(recording)  # read once: every job loads the same file
     common = dict(recording=str(recording), preset=config.preset.to_dict(), epochs=config.options.get('epochs'), out=str(work))
     runs = [('cnn', seed) for seed in model_seeds(config)] + [('ln', config.seed)]
     jobs = [Job(f'{model}-seed{seed}', 'retina_nbdev.pipeline:train_job', dict(common, model=model), seed,
-                num_gpus=1, memory=job_memory(recording)) for model, seed in runs]
+                num_gpus=1, memory=memory) for model, seed in runs]
     records, summary = fan_out(config, jobs, work, 'train'), {}
     for record in records:
         model, seed, result = record['config']['model'], record['seed'], record['result']
@@ -394,9 +394,10 @@ def prune_stage(config, folder, inputs, work):
     from retina_nbdev.distributed import Job
     from retina_nbdev.pruning import pruning_grid, pruning_runs
     grid, recording = {**pruning_grid(config.preset), **config.options.get('pruning', {})}, recording_of(inputs)
+    memory = job_memory(recording)  # read once: every job loads the same file
     common = dict(recording=str(recording), preset=config.preset.name, grid=grid, out=str(work/'runs'))
     jobs = [Job(f"seed{seed}-{method}-{compression or 'all'}", 'retina_nbdev.pipeline:prune_job', dict(common, method=method, compression=compression),
-                seed, num_gpus=1, memory=job_memory(recording)) for seed, method, compression in pruning_runs(grid)]
+                seed, num_gpus=1, memory=memory) for seed, method, compression in pruning_runs(grid)]
     records = fan_out(config, jobs, work, 'prune')
     table = pd.DataFrame([row for record in records for row in record['result']['rows']])
     table.to_csv(folder/'pruning.csv', index=False)
