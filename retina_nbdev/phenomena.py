@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['MS_PER_BIN', 'CRITERIA', 'MAIN_METRIC', 'PHENOMENA', 'system_input', 'responses', 'in_bins', 'latency_ms',
-           'osr_stats', 'reversal_stats', 'peak_position', 'Measurement', 'measure_latency', 'measure_osr',
-           'flashed_profile', 'measure_anticipation', 'measure_reversal', 'Suite', 'run_suite', 'presence',
-           'compare_systems', 'reproduction', 'full_field', 'flash_movie', 'paired_flash', 'flash_train',
-           'contrast_noise', 'bar_frames', 'bar_path', 'drifting_bar', 'reversing_bar', 'flashed_bars',
+__all__ = ['MS_PER_BIN', 'CRITERIA', 'MAIN_METRIC', 'METRIC_NULL', 'PHENOMENA', 'system_input', 'responses', 'in_bins',
+           'latency_ms', 'osr_stats', 'reversal_stats', 'peak_position', 'Measurement', 'resting_rate',
+           'measure_latency', 'measure_osr', 'flashed_profile', 'measure_anticipation', 'measure_reversal', 'Suite',
+           'run_suite', 'presence', 'compare_systems', 'reproduction', 'full_field', 'flash_movie', 'paired_flash',
+           'flash_train', 'contrast_noise', 'bar_frames', 'bar_path', 'drifting_bar', 'reversing_bar', 'flashed_bars',
            'reversing_grating']
 
 # %% ../nbs/05_phenomena.ipynb #77afbef2
@@ -144,11 +144,13 @@ def peak_position(x, # positions, evenly spaced (increasing or decreasing)
 # %% ../nbs/05_phenomena.ipynb #47af8203
 CRITERIA = dict(threshold=3.0, # Hz: a response at all
                 latency_min_points=3, # responsive intensities needed to call latency coding
+                latency_rank=-0.7, # rank correlation of latency with flash strength at most this: a falling trend
                 osr_ratio=2.0, # OSR peak over the mean of the last period before the omission
                 reversal_ratio=1.2, # reversal burst over the drifting response
                 reversal_fraction=0.5, # share of reversal positions with a burst
                 lead_um=0.0) # anticipation: lead at the first speed
 MAIN_METRIC = dict(latency='latency_drop_ms', osr='peak_over_baseline', reversal='fraction_positions', anticipation='lead_um')
+METRIC_NULL = dict(latency=0.0, osr=1.0, reversal=0.0, anticipation=0.0)  # each main metric's value when the phenomenon is absent
 
 @dataclass
 class Measurement:
@@ -164,7 +166,19 @@ def _pixels(system, pixels, options):
     if frame_shape is None and pixels is None: raise ValueError("a callable system has no known frame size: pass `pixels`")
     return int(pixels or frame_shape[0])
 
-def _rates(system, movies, options): return in_bins(responses(system, movies, **options), system_input(system, options.get('history'))[0])
+def resting_rate(system, # a `Retina`, a Keras model or a callable
+                 frame_shape: tuple, # (H, W) of the grey frames
+                 **options, # passed to `responses`: history, ablate, zscore
+                ) -> np.ndarray:
+    "Each cell's rate (n_cells,) after a long grey screen (contrast 0): what its responses are measured above."
+    history = system_input(system, options.get('history'))[0]
+    return responses(system, np.zeros((history + 60, *frame_shape), np.float32), **options)[-1]
+
+def _rates(system, movies, options):
+    "Rates on the movies' time axis, above the system's resting rate (so that ratios compare evoked responses)."
+    movies = np.asarray(movies, np.float32)
+    rates = in_bins(responses(system, movies, **options), system_input(system, options.get('history'))[0])
+    return np.maximum(rates - resting_rate(system, movies.shape[-2:], **options), 0)
 
 def _long(rates, conditions: dict, axis_name: str, axis) -> pd.DataFrame:
     "Rates (*conditions, time, cells) as a long table: one column per condition, the time (or position) axis, cell, rate."
@@ -189,10 +203,12 @@ def measure_latency(system, # a `Retina`, a Keras model or a callable (see `resp
                           for k, i in enumerate(intensities) for c in cells])
     rows = []
     for c, group in table.sort_values('intensity', ascending=False).groupby('cell'):
-        lat = group.latency_ms.dropna().to_numpy()
+        group = group.dropna(subset=['latency_ms'])
+        lat = group.latency_ms.to_numpy()
         first, last = (lat[0], lat[-1]) if len(lat) else (np.nan, np.nan)
-        rows.append(dict(cell=c, present=bool(len(lat) >= CRITERIA['latency_min_points'] and (np.diff(lat) < 0).all()),
-                         responsive=len(lat), latency_weakest_ms=first, latency_strongest_ms=last, latency_drop_ms=first - last))
+        rank = group.latency_ms.corr(-group.intensity, method='spearman') if len(lat) >= 2 and np.ptp(lat) > 0 else np.nan
+        rows.append(dict(cell=c, present=bool(len(lat) >= CRITERIA['latency_min_points'] and rank <= CRITERIA['latency_rank'] and first > last),
+                         responsive=len(lat), latency_weakest_ms=first, latency_strongest_ms=last, latency_drop_ms=first - last, latency_rank=rank))
     traces = _long(rates[:, before - 5:before + window + 10], dict(intensity=intensities), 'time_ms', np.arange(-5, window + 10) * MS_PER_BIN)
     return Measurement('latency', table, pd.DataFrame(rows), traces)
 

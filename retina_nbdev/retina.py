@@ -274,15 +274,18 @@ def _ganglion_rates(retina, release, state, weights, ablate):
     return p.max_rate * -np.expm1(-r)
 
 # %% ../nbs/02_retina.ipynb #02a2be2d
-def _rates(self, movie: np.ndarray, # (T, H, W) z-scored contrast, H, W = `frame_shape`
-           ablate=(), # names from `ABLATIONS` to silence
-          ) -> np.ndarray:
-    "Noiseless firing rates (T, num_cells) in Hz of the GCs watching `movie`."
-    ablate = check_ablate(ablate)
+def _checked_movie(self, movie):
     movie = np.asarray(movie, np.float32)
     if movie.ndim != 3 or movie.shape[1:] != self.frame_shape:
         raise ValueError(f"movie must have shape (T, {self.frame_shape[0]}, {self.frame_shape[1]}), got {movie.shape}")
     if not np.isfinite(movie).all(): raise ValueError("movie holds NaN or inf")
+    return movie
+
+def _rates(self, movie: np.ndarray, # (T, H, W) z-scored contrast, H, W = `frame_shape`
+           ablate=(), # names from `ABLATIONS` to silence
+          ) -> np.ndarray:
+    "Noiseless firing rates (T, num_cells) in Hz of the GCs watching `movie`."
+    ablate, movie = check_ablate(ablate), _checked_movie(self, movie)
     active = np.float32([t not in ablate for t in BIPOLAR_TYPES])
     state, weights, chunk = _initial_state(self), _readout(self, active, ablate), self.params.chunk_frames
     out = np.empty((len(movie), self.num_cells), np.float32)
@@ -290,6 +293,15 @@ def _rates(self, movie: np.ndarray, # (T, H, W) z-scored contrast, H, W = `frame
         release = _bipolar_release(self, movie[start:start + chunk], state, active)
         out[start:start + chunk] = _ganglion_rates(self, release, state, weights, ablate)
     return out
+
+# %% ../nbs/02_retina.ipynb #378bb0c5
+def _release(self, movie: np.ndarray, # (T, H, W) z-scored contrast
+            ) -> np.ndarray:
+    "The adapted release (T, 4, H, W) of the four bipolar types (`BIPOLAR_TYPES` order) at every pixel, for filter fits."
+    movie, state, active = _checked_movie(self, movie), _initial_state(self), np.ones(4, np.float32)
+    chunk = self.params.chunk_frames
+    release = np.concatenate([_bipolar_release(self, movie[s:s + chunk], state, active) for s in range(0, len(movie), chunk)])
+    return release.reshape(len(movie), 4, *self.frame_shape)
 
 # %% ../nbs/02_retina.ipynb #2b3d6606
 def _spikes(self, rates: np.ndarray, # (T, num_cells) rates in Hz
@@ -301,7 +313,7 @@ def _spikes(self, rates: np.ndarray, # (T, num_cells) rates in Hz
     if rates.ndim != 2 or (rates < 0).any(): raise ValueError(f"rates must be (T, num_cells) and non-negative, got shape {rates.shape}")
     return np.random.default_rng(seed).poisson(rates / FRAME_RATE, (num_repeats,) + rates.shape).astype(np.int32)
 
-Retina.rates, Retina.spikes = _rates, _spikes
+Retina.rates, Retina.spikes, Retina.bipolar_release = _rates, _spikes, _release
 
 # %% ../nbs/02_retina.ipynb #8c5ac0a7
 def smooth_counts(counts: np.ndarray, # spike counts per 10 ms bin, time on `axis`
