@@ -39,6 +39,8 @@ class Preset:
     learning_rate: float  # Adam learning rate
     l2: float  # L2 penalty on the convolution kernels
     ig_steps: int  # integrated-gradient steps
+    lr_patience: int = 10  # epochs without a better validation loss before the learning rate drops 5x
+    stimulus: str = 'ensemble'  # what the in-silico retina is recorded with: 'ensemble' (trained on natural scenes, white noise and flicker; tested on natural scenes), 'naturalscene' or 'whitenoise'
 
     @property
     def conv1_size(self): return self.pixels - self.conv1_kernel + 1  # conv1 output side ("valid")
@@ -60,7 +62,7 @@ PRESETS = {
                     batch_size=256, epochs=3, learning_rate=1e-2, l2=1e-3, ig_steps=50),
     'small': Preset('small', pixels=24, history=40, conv1_channels=8, conv1_kernel=9,  conv2_channels=8, conv2_kernel=7,
                     num_cells=16, train_seconds=900,  test_seconds=60,  num_repeats=5, nskip_seconds=2,
-                    batch_size=1000, epochs=20, learning_rate=1e-2, l2=1e-3, ig_steps=100),
+                    batch_size=1000, epochs=40, learning_rate=1e-2, l2=1e-3, ig_steps=100, lr_patience=4),
     'paper': Preset('paper', pixels=50, history=40, conv1_channels=8, conv1_kernel=15, conv2_channels=8, conv2_kernel=11,
                     num_cells=24, train_seconds=3600, test_seconds=300, num_repeats=5, nskip_seconds=60,
                     batch_size=5000, epochs=100, learning_rate=1e-2, l2=1e-3, ig_steps=100),

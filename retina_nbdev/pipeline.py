@@ -153,7 +153,7 @@ def simulate_stage(config, folder, inputs, work):
     from retina_nbdev.data import load_recording
     if config.data is None:
         from retina_nbdev.retina import simulate_experiment
-        path = simulate_experiment(config.preset, 'naturalscene', seed=config.seed, out=folder).relative_to(folder)
+        path = simulate_experiment(config.preset, config.preset.stimulus, seed=config.seed, out=folder).relative_to(folder)
         source = 'in-silico retina'
     else:
         path, source = find_recordings(config.data)[0].resolve(), 'recording'
@@ -215,7 +215,7 @@ def train_job(config: dict, # recording, preset, model ('cnn' or 'ln'), epochs, 
     seed_everything(seed)
     model = dict(cnn=bn_cnn, ln=ln_model)[config['model']](preset, num_cells=recording.num_cells)
     state = fit(model, recording, out/'runs'/name, epochs=config.get('epochs'), seed=seed,
-                learning_rate=MODEL_RATES[config['model']], progress=False, preset=preset)
+                learning_rate=MODEL_RATES[config['model']], patience_lr=preset.lr_patience, progress=False, preset=preset)
     save_model(model, out/'models'/f'{name}.keras')
     return dict(model=f'models/{name}.keras', epochs=state.epoch, best_epoch=state.best_epoch,
                 best_val_loss=round(state.best_loss, 6), history=state.history)

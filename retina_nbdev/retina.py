@@ -16,7 +16,7 @@ from scipy import ndimage, signal
 # %% auto #0
 __all__ = ['BIPOLAR_TYPES', 'ABLATIONS', 'SKIMAGE_PHOTOS', 'STIMULI', 'RetinaParams', 'biphasic_filter', 'biphasic_iir',
            'gaussian_matrix', 'bipolar_spatial', 'white_noise', 'pink_image', 'natural_images', 'natural_movie',
-           'check_ablate', 'Retina', 'smooth_counts', 'simulate_experiment']
+           'stimulus_ensemble', 'check_ablate', 'Retina', 'smooth_counts', 'simulate_experiment']
 
 # %% ../nbs/02_retina.ipynb #e9fa136c
 BIPOLAR_TYPES = ('on_fast', 'off_fast', 'on_slow', 'off_slow')  # the planted cell types, in wiring-column order
@@ -191,6 +191,29 @@ def natural_movie(num_frames: int, # frames (10 ms bins)
     movie -= mean; movie /= std  # z-score with the image set's statistics, chunk-free
     return movie
 
+# %% ../nbs/02_retina.ipynb #10dd36ba
+def stimulus_ensemble(num_frames: int, # frames (10 ms bins)
+                      pixels: int, # frame height and width
+                      seed: int = 0, # random seed of the blocks and of every movie in them
+                      white_noise_share: float = 0.25, # expected share of white-noise checkerboard blocks
+                      flicker_share: float = 0.15, # expected share of full-field binary flicker blocks
+                      block_seconds: float = 5.0, # length of one block
+                      image_seconds: float = 0.3, # natural blocks: a new image this often (a saccade)
+                      source: str | Path = 'skimage', # natural blocks: image source (see `natural_images`)
+                     ) -> np.ndarray:
+    "A training movie (num_frames, pixels, pixels) of random blocks: natural scenes with saccades, white noise, full-field flicker."
+    if not (0 <= white_noise_share and 0 <= flicker_share and white_noise_share + flicker_share <= 1):
+        raise ValueError(f"shares must be non-negative and sum to at most 1, got white noise {white_noise_share}, flicker {flicker_share}")
+    movie = natural_movie(num_frames, pixels, seed, source, image_seconds=image_seconds)
+    checkers = white_noise(num_frames, pixels, seed + 7, frame_hold=3)
+    flicker = np.broadcast_to(white_noise(num_frames, 1, seed + 9, frame_hold=3), movie.shape)
+    block, draws = max(1, int(round(block_seconds * FRAME_RATE))), np.random.default_rng([seed, 11])
+    for start in range(0, num_frames, block):
+        u, span = draws.random(), slice(start, start + block)
+        if u < white_noise_share: movie[span] = checkers[span]
+        elif u < white_noise_share + flicker_share: movie[span] = flicker[span]
+    return movie
+
 # %% ../nbs/02_retina.ipynb #6b35a061
 def check_ablate(ablate) -> tuple:
     "Validate an ablation list: names from `ABLATIONS`."
@@ -336,15 +359,16 @@ def _ground_truth(self) -> dict:
 Retina.ground_truth = _ground_truth
 
 # %% ../nbs/02_retina.ipynb #092b1225
-STIMULI = ('whitenoise', 'naturalscene')  # the stimuli `simulate_experiment` can record with
+STIMULI = ('whitenoise', 'naturalscene', 'ensemble')  # the stimuli `simulate_experiment` can record with
 
-def _movie(stimulus, num_frames, pixels, seed):
+def _movie(stimulus, num_frames, pixels, seed, block='train'):
     if stimulus == 'whitenoise': return white_noise(num_frames, pixels, seed, frame_hold=3)
-    return natural_movie(num_frames, pixels, seed)
+    if stimulus == 'ensemble' and block == 'train': return stimulus_ensemble(num_frames, pixels, seed)
+    return natural_movie(num_frames, pixels, seed)  # the ensemble's test movie is natural scenes
 
 # %% ../nbs/02_retina.ipynb #6560ab09
 def simulate_experiment(preset: str | Preset | None = None, # sizes: pixels, cells, seconds, repeats
-                        stimulus: str = 'naturalscene', # 'whitenoise' or 'naturalscene'
+                        stimulus: str = 'naturalscene', # 'whitenoise', 'naturalscene' or 'ensemble' (trained on the ensemble, tested on natural scenes)
                         seed: int = 0, # seed of the circuit, the movies and the spikes
                         out: str | Path | None = None, # data folder; default `artifact_dir('data')`
                         experiment: str = 'insilico', # the experiment's folder name
@@ -358,7 +382,7 @@ def simulate_experiment(preset: str | Preset | None = None, # sizes: pixels, cel
     retina = Retina(params, preset, seed)
     blocks, truth = {}, retina.ground_truth()
     for k, (name, frames, repeats) in enumerate((('train', preset.train_frames, 1), ('test', preset.test_frames, preset.num_repeats))):
-        movie = _movie(stimulus, frames, preset.pixels, 1000 * seed + 2 * k + 1)
+        movie = _movie(stimulus, frames, preset.pixels, 1000 * seed + 2 * k + 1, name)
         rate = retina.rates(movie, ablate)
         counts = retina.spikes(rate, repeats, seed=1000 * seed + 2 * k + 2).transpose(2, 0, 1)  # (cells, repeats, T)
         smooth = smooth_counts(counts)
