@@ -178,7 +178,7 @@ class RayExecutor:
         self.ray, self.address, self.workers, self.threads, self.max_retries = _import_ray(), address, workers, threads, max_retries
     def _start(self):
         if self.ray.is_initialized(): return
-        env = dict(env_vars=dict(RETINA_THREADS=str(self.threads), TF_CPP_MIN_LOG_LEVEL='2'))
+        env = dict(env_vars=dict(RETINA_THREADS=str(self.threads), TF_CPP_MIN_LOG_LEVEL=os.environ['TF_CPP_MIN_LOG_LEVEL']))  # set by core
         if self.address: self.ray.init(address=self.address, runtime_env=env, log_to_driver=False)
         else: self.ray.init(num_cpus=self.workers, include_dashboard=False, runtime_env=env, log_to_driver=False,
                             _node_ip_address='127.0.0.1')
