@@ -1,12 +1,14 @@
-"""What the test files share: one tiny study, run once per session through the CLI, for every test that is not about
-training itself (the report, a second run, the Ray executor's results against the local executor's)."""
+"""What the test files share: one tiny study, for every test that is not about training itself (the report, a second
+run, the Ray executor's results against the local executor's). It is the study the paper notebooks draw from
+(`retina_nbdev.pipeline.study_run`): run once per version of the library into a cache folder, so under `make test`
+pytest finds the one nbdev-test made."""
 import shutil, subprocess, sys
 from pathlib import Path
 
 import pytest
 
 CLI = Path(sys.executable).parent/'retina-nbdev'
-STUDY_FLAGS = ['--preset', 'tiny', '--epochs', '2', '--model-seeds', '2']  # the CNN from two seeds: train fans out three jobs
+STUDY_FLAGS = ['--preset', 'tiny']  # `study_run`'s run: seed 0, the preset's epochs, one model seed, the default grid
 
 
 def cli(*args, timeout=900, env=None):
@@ -28,8 +30,10 @@ def study_flags():
 
 @pytest.fixture(scope='session')
 def tiny_study(tmp_path_factory):
-    "The run folder of a finished tiny study (`retina-nbdev run`, local executor). Read it or copy from it; never write into it."
-    out = tmp_path_factory.mktemp('tiny_study')/'run'
-    done = cli('run', '--out', out, *STUDY_FLAGS, '--quiet')
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out
+    "The run folder of the finished tiny study (local executor). Read it or copy from it; never write into it."
+    from retina_nbdev.pipeline import study_run
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv('RETINA_HOME', str(tmp_path_factory.mktemp('no_results')))  # not a run found in ./results: the cache
+        run = study_run('tiny')
+    assert run.options == {} and run.seed == 0 and run.data is None  # what STUDY_FLAGS ask of the CLI
+    return run.out
