@@ -50,7 +50,7 @@ nbtest: install
 	IN_TEST=1 $(BIN)/nbdev-test --n-workers 2 --timing
 
 pytest: install
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q --durations=15
 
 test: check-sync nbtest pytest
 
