@@ -18,12 +18,17 @@ help:
 	@echo "make bench     - run the benchmarks tests/bench_*.py (PyTorch twin in .venv-bench)"
 	@echo "make lab       - JupyterLab on the notebooks"
 
-# A venv made once; re-installed when pyproject.toml changes.
-$(STAMP): pyproject.toml
+# A venv made once; re-installed when pyproject.toml's content changes. The stamp holds the sha256 of the file it was
+# installed from: `nbdev-export` (in check-sync) rewrites pyproject.toml with the same bytes, a new mtime must not reinstall.
+PYPROJECT_SHA := $(firstword $(shell sha256sum pyproject.toml 2>/dev/null))
+ifneq ($(PYPROJECT_SHA),$(strip $(shell cat $(STAMP) 2>/dev/null)))
+.PHONY: $(STAMP)
+endif
+$(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev,ray]'
-	@touch $(STAMP)
+	@echo $(PYPROJECT_SHA) > $(STAMP)
 
 install: $(STAMP)
 
@@ -45,7 +50,7 @@ nbtest: install
 	IN_TEST=1 $(BIN)/nbdev-test --n-workers 2 --timing
 
 pytest: install
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q --durations=15
 
 test: check-sync nbtest pytest
 

@@ -104,8 +104,59 @@ def configure_threads(num_threads: int | None = None, # threads per op pool; Non
             warnings.warn("TensorFlow has already started: RETINA_THREADS applies from the next process on")
     return num_threads
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # keep TensorFlow's start-up chatter out of notebooks and logs
 configure_threads()
+
+# %% ../nbs/00_core.ipynb #d5b7c3a9
+import importlib.abc, importlib.util, re
+
+_TF_CHATTER = re.compile(r'(WARNING): All log messages before absl::InitializeLog\(\) is called are written to STDERR'
+                         r'|([IW])\d{4} [\d:.]+\s+\d+ [\w.-]+:\d+\] ')
+
+def _tf_chatter(line: str, # a line TensorFlow's libraries wrote to stderr
+                level: int | None = None, # as `TF_CPP_MIN_LOG_LEVEL`: 1 drops info lines, 2 or more warnings too; None: its value
+               ) -> bool:
+    "True for a start-up line of TensorFlow's C++ libraries below `level`: absl's notice, an info or a warning line."
+    if level is None: level = int(os.environ.get('TF_CPP_MIN_LOG_LEVEL', '0')) if os.environ.get('TF_CPP_MIN_LOG_LEVEL', '0').isdigit() else 0
+    match = _TF_CHATTER.match(line)
+    return bool(match) and level > (0 if match[2] == 'I' else 1 if match[2] == 'W' else 0)
+
+@contextlib.contextmanager
+def _filtered_stderr(drop):
+    "Capture file descriptor 2 while the block runs, then write back every line for which `drop(line)` is false."
+    sys.stderr.flush()
+    saved, captured = os.dup(2), tempfile.TemporaryFile()
+    os.dup2(captured.fileno(), 2)
+    try: yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2); os.close(saved)
+        captured.seek(0)
+        kept = [line for line in captured.read().decode(errors='replace').splitlines(keepends=True) if not drop(line)]
+        captured.close()
+        if kept: os.write(2, ''.join(kept).encode())
+
+class _QuietLoader(importlib.abc.Loader):
+    "Loads a module with `loader`, its C++ start-up lines filtered out of stderr; then hands the module back to `loader`."
+    def __init__(self, loader): self.loader = loader
+    def __getattr__(self, name): return getattr(self.loader, name)
+    def create_module(self, spec): return self.loader.create_module(spec)
+    def exec_module(self, module):
+        try:
+            with _filtered_stderr(_tf_chatter): self.loader.exec_module(module)
+        finally: module.__loader__ = module.__spec__.loader = self.loader
+
+class _QuietTensorFlow(importlib.abc.MetaPathFinder):
+    "On the first `import tensorflow`, finds it as usual but loads it through `_QuietLoader`; then steps aside."
+    def find_spec(self, name, path=None, target=None):
+        if name != 'tensorflow': return None
+        if self in sys.meta_path: sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None: spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # TensorFlow's own log filter, read when it starts
+if 'tensorflow' not in sys.modules and not any(isinstance(f, _QuietTensorFlow) for f in sys.meta_path):
+    sys.meta_path.insert(0, _QuietTensorFlow())
 
 # %% ../nbs/00_core.ipynb #a0d1fe6e
 def seed_everything(seed: int = 0, # the seed for Python, NumPy, TensorFlow and Keras

@@ -26,6 +26,7 @@ class Job:
     num_cpus: float = 1  # CPUs the job occupies (Ray schedules by them)
     num_gpus: float = 0  # GPUs the job can use: granted where the cluster has them, else it runs on CPUs
     memory: int = 0  # bytes the job needs at its peak: Ray schedules by it, the local pool sizes itself by it
+    resources: dict = field(default_factory=dict)  # custom Ray resources it needs: {'gpu_node': 1} runs it only on a node started with `ray start --resources '{"gpu_node": 1}'`
 
 def _resolve(function):
     module, _, name = function.partition(':')
@@ -178,18 +179,21 @@ class RayExecutor:
         self.ray, self.address, self.workers, self.threads, self.max_retries = _import_ray(), address, workers, threads, max_retries
     def _start(self):
         if self.ray.is_initialized(): return
-        env = dict(env_vars=dict(RETINA_THREADS=str(self.threads), TF_CPP_MIN_LOG_LEVEL='2'))
+        env = dict(env_vars=dict(RETINA_THREADS=str(self.threads), TF_CPP_MIN_LOG_LEVEL=os.environ['TF_CPP_MIN_LOG_LEVEL']))  # set by core
         if self.address: self.ray.init(address=self.address, runtime_env=env, log_to_driver=False)
         else: self.ray.init(num_cpus=self.workers, include_dashboard=False, runtime_env=env, log_to_driver=False,
                             _node_ip_address='127.0.0.1')
     def _resources(self, jobs):
-        "Per-job resource options: a GPU only where the cluster has one; an error if a job's memory fits no node."
-        gpus = self.ray.cluster_resources().get('GPU', 0) > 0
+        "Per-job resource options: a GPU only where the cluster has one; an error if a job's memory or custom resource fits no node."
+        cluster = self.ray.cluster_resources()
         largest = max((node['Resources'].get('memory', 0) for node in self.ray.nodes() if node['Alive']), default=0)
         for job in jobs:
             if job.memory > largest:
                 raise ValueError(f"job {job.key} needs {job.memory / 2**30:.1f} GiB of memory; the largest Ray node offers {largest / 2**30:.1f} GiB")
-        return {job.key: dict(num_cpus=job.num_cpus, num_gpus=job.num_gpus if gpus else 0, memory=job.memory or None) for job in jobs}
+            if missing := sorted(name for name, amount in job.resources.items() if cluster.get(name, 0) < amount):
+                raise ValueError(f"job {job.key} needs the custom resources {missing}, which no node of the Ray cluster offers (ray start --resources)")
+        return {job.key: dict(num_cpus=job.num_cpus, num_gpus=job.num_gpus if cluster.get('GPU', 0) > 0 else 0, memory=job.memory or None,
+                              resources=job.resources or None) for job in jobs}
     def map(self, jobs: list, out, progress: bool = False, description: str = 'jobs') -> list:
         "Run every job as a Ray task (skipping finished ones); records in the order of `jobs`."
         records = _finished(jobs, out)

@@ -86,3 +86,15 @@ def test_threads_set_before_tensorflow_starts():
     default_variable, default = _threads_after_matmul({})
     assert variable == '1' and default_variable == 'None'
     assert pinned < default  # TensorFlow started fewer worker threads
+
+
+def test_tensorflow_starts_silently(tmp_path):
+    """A process importing the library, then TensorFlow, and its local pool's worker (which starts TensorFlow too) write
+    nothing to stderr but what they write themselves: no absl notice, oneDNN, CUDA or cuInit lines."""
+    code = ('import sys, retina_nbdev.core, tensorflow as tf; tf.constant(1.0) + 1; print("driver", file=sys.stderr)\n'
+            'from retina_nbdev.distributed import Job, LocalExecutor\n'
+            '[record] = LocalExecutor().map([Job("tf", "retina_nbdev.core:seed_everything", 3)], sys.argv[1])\n'  # seed_everything(3, 0) imports keras and TF
+            'print("worker seeded", record["result"], file=sys.stderr)')
+    clean = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
+    done = subprocess.run([sys.executable, '-c', code, str(tmp_path)], env=clean, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stderr == 'driver\nworker seeded 3\n', done.stderr

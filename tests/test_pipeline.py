@@ -1,28 +1,19 @@
-"""The main job end to end: `retina-nbdev run --preset tiny`, resumption after SIGKILL, and bad input."""
-import json, os, signal, subprocess, sys, time
+"""The main job end to end: `retina-nbdev run --preset tiny`, a second run, resumption after SIGKILL, and bad data.
+
+The finished study is the session's `tiny_study` (tests/conftest.py), shared with tests/test_distributed.py. The CLI's
+bad flags are checked in `10a_cli`, on `main` itself."""
+import json, os, shutil, signal, subprocess, time
 from pathlib import Path
 
 import h5py
 import pytest
 
-CLI = Path(sys.executable).parent/'retina-nbdev'
-FLAGS = ['--epochs', '3', '--model-seeds', '2']  # the CNN from two seeds: the train stage fans out three jobs
+from conftest import CLI, cli as _cli
 
 
-def _cli(*args, **kwargs):
-    return subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, **kwargs)
-
-
-def _without_timings(summary):
-    return {k: v for k, v in summary.items() if k != 'timings'}
-
-
-@pytest.fixture(scope='module')
-def finished_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp('study')/'run'
-    done = _cli('run', '--preset', 'tiny', '--out', out, *FLAGS, '--quiet', timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out
+@pytest.fixture
+def finished_run(tiny_study):
+    return tiny_study
 
 
 def test_report_and_summary(finished_run):
@@ -35,20 +26,20 @@ def test_report_and_summary(finished_run):
     evaluation = summary['stages']['evaluate']
     assert -1 <= evaluation['cnn']['r'] <= evaluation['cnn']['ceiling'] + 0.2 and 0 < evaluation['cnn']['ceiling'] <= 1
     assert summary['stages']['attribute']['max_completeness_error'] < 0.05  # attributions add up to the responses
-    assert set(summary['stages']['train']) == {'cnn', 'cnn_seed1', 'ln'} and evaluation['cnn_seeds']['models'] == 2
-    assert 'Across 2 seeds of the BN-CNN' in html
+    assert set(summary['stages']['train']) == {'cnn', 'ln'}  # several model seeds: the 10_pipeline notebook's tiny run
     assert summary['stages']['prune']['jobs'] == len(summary['stages']['prune']['median_r']) - 1  # rewinding: one job, two compressions
     for name in ('Pruning: test correlation vs compression', 'Reduced circuits and their ground-truth score', 'The four phenomena: retina vs CNN'):
         assert name in html
 
 
-def test_second_run_skips_every_stage(finished_run):
-    before = {p: p.stat().st_mtime_ns for p in finished_run.glob('*/manifest.json')}
-    start = time.perf_counter()
-    again = _cli('run', '--preset', 'tiny', '--out', finished_run, *FLAGS, '--quiet', timeout=300)
+def test_second_run_skips_every_stage(finished_run, study_flags, tmp_path):
+    from retina_nbdev.pipeline import STAGES
+    run = shutil.copytree(finished_run, tmp_path/'run')  # a copy: the shared study stays as it is
+    before = {p: p.stat().st_mtime_ns for p in run.glob('*/manifest.json')}
+    again = _cli('run', '--out', run, *study_flags, '--quiet', timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert {p: p.stat().st_mtime_ns for p in finished_run.glob('*/manifest.json')} == before  # nothing re-ran
-    assert time.perf_counter() - start < 60
+    assert {p.parent.name for p in before} == set(STAGES)  # every stage has run
+    assert {p: p.stat().st_mtime_ns for p in run.glob('*/manifest.json')} == before  # nothing re-ran
 
 
 def _training_epochs(out):
@@ -63,9 +54,14 @@ def _alive(pid):
     return not Path(f'/proc/{pid}/status').exists() or 'State:\tZ' not in Path(f'/proc/{pid}/status').read_text()
 
 
-def test_killed_during_training_resumes_to_the_same_summary(finished_run, tmp_path):
+def _stage_summaries(run, stages):
+    return {stage: json.loads((run/stage/'manifest.json').read_text())['summary'] for stage in stages}
+
+
+def test_killed_during_training_resumes_to_the_same_results(finished_run, study_flags, tmp_path):
+    "`retina-nbdev evaluate` (simulate, train, evaluate) killed mid-training, then run again: the study's numbers."
     out = tmp_path/'killed'
-    process = subprocess.Popen([str(CLI), 'run', '--preset', 'tiny', '--out', str(out), *FLAGS, '--quiet'],
+    process = subprocess.Popen([str(CLI), 'evaluate', '--out', str(out), *study_flags, '--quiet'],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 600
     while _training_epochs(out) < 1 and process.poll() is None and time.time() < deadline: time.sleep(0.05)
@@ -73,26 +69,17 @@ def test_killed_during_training_resumes_to_the_same_summary(finished_run, tmp_pa
     workers = [json.loads(p.read_text())['pid'] for p in (out/'.work').glob('train-*/jobs/*.running')]
     process.send_signal(signal.SIGKILL); process.wait()
     assert workers and not (out/'train').exists()  # no partial stage folder under the real name
-    deadline = time.time() + 10  # the driver's worker processes exit with it: no orphan trains into the run folder
+    deadline = time.time() + 60  # the driver's worker processes exit with it: no orphan trains into the run folder
     while any(_alive(pid) for pid in workers) and time.time() < deadline: time.sleep(0.1)
     assert not any(_alive(pid) for pid in workers), workers
-    resumed = _cli('run', '--preset', 'tiny', '--out', out, *FLAGS, '--quiet', timeout=900)
+    resumed = _cli('evaluate', '--out', out, *study_flags, '--quiet', timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert not list(out.glob('.*.tmp')) and not list((out/'.work').glob('*'))  # temporaries and checkpoints cleaned up
-    expected = _without_timings(json.loads((finished_run/'summary.json').read_text()))
-    assert _without_timings(json.loads((out/'summary.json').read_text())) == expected
-
-
-@pytest.mark.parametrize('args, message', [
-    (['run', '--preset', 'huge'], "invalid choice: 'huge'"),
-    (['run', '--seed', '-3'], '--seed must be non-negative'),
-    (['train', '--epochs', '0'], '--epochs must be at least 1'),
-    (['dance'], "invalid choice: 'dance'"),
-])
-def test_bad_flags_exit_2(tmp_path, args, message):
-    done = _cli(*args, '--out', tmp_path/'out', timeout=120) if args[0] != 'dance' else _cli(*args, timeout=120)
-    assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert not (tmp_path/'out').exists()
+    stages = ('simulate', 'train', 'evaluate')  # the models trained through the kill, and what they predict
+    assert _stage_summaries(out, stages) == _stage_summaries(finished_run, stages)
+    for name in ('cnn_history.json', 'ln_history.json'):
+        history = lambda run: [{k: v for k, v in row.items() if k != 'seconds'} for row in json.loads((run/'train'/name).read_text())]
+        assert history(out) == history(finished_run), name
 
 
 def test_broken_data_folder_exits_2(tmp_path):

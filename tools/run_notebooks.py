@@ -44,7 +44,7 @@ def reader_environment() -> dict:
     "This environment without the variables that make the notebooks think they run under test."
     env = {k: v for k, v in os.environ.items() if k != 'IN_TEST' and not k.startswith('PYTEST')}
     env.setdefault('RETINA_PRESET', 'small')
-    env.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    env.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
     return env
 
 
