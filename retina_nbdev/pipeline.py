@@ -284,7 +284,7 @@ def _save_suite(suite, folder, label):
 # %% ../nbs/10_pipeline.ipynb #e2e0c468
 def ablation_table(suite, # a `phenomena.Suite` of the retina, intact or with one pathway silenced
                    ablation: str, # what was silenced ('none' for the intact retina)
-                  ) -> 'pd.DataFrame':
+                  ):
     "One row per cell: whether it shows each phenomenon and each phenomenon's main number (`value_<phenomenon>`)."
     from retina_nbdev import phenomena as ph
     main = suite.summary[suite.summary.metric == suite.summary.phenomenon.map(ph.MAIN_METRIC)]
@@ -585,7 +585,7 @@ def _lookup(tree, path):
 
 def check_summary(summary: dict, # a run's summary.json
                   checks: dict | None = None, # (number, path) -> threshold; default `CHECKS`
-                 ) -> 'pd.DataFrame':
+                 ):
     "Each headline number with its threshold and goal: `passed` is False when it falls short or is missing."
     import pandas as pd
     rows = []
