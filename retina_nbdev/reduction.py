@@ -98,7 +98,7 @@ def dominant_lobe(temporal, # (lags,) a temporal filter, lag 0 = the response's 
 
 # %% ../nbs/07_reduction.ipynb #f7d96925
 def classify_filter(temporal, # (lags,) a temporal filter, lag 0 = the response's bin (10 ms bins)
-                    fast_ms: float = 60.0, # peak lag of the dominant lobe below which a filter is fast
+                    fast_ms: float = 55.0, # peak lag of the dominant lobe below which a filter is fast (between the adapted fast and slow filters)
                     dominance: float = 0.5, # see `dominant_lobe`
                    ) -> str:
     "'on_fast', 'off_fast', 'on_slow' or 'off_slow' from the polarity and lag of the filter's earliest dominant lobe."
@@ -241,7 +241,7 @@ def attribute_phenomenon(model: keras.Model, # a trained BN-CNN
 def channel_types(model: keras.Model, # a BN-CNN
                   channels, # conv1 channels to type
                   path_weight, # (conv1 channels,) their effective weights onto the cell (`path_weights`)
-                  fast_ms: float = 60.0, # see `classify_filter`
+                  fast_ms: float = 55.0, # see `classify_filter`
                  ) -> list:
     "The functional type of each channel for one cell: its raw filter's type, polarity flipped where its path to the cell is negative."
     filters = effective_filters(model, batchnorm=False)  # the filter of z, the activity the path weights act on
