@@ -545,6 +545,10 @@ def write_report(config: RunConfig) -> dict:
     sections.append(('Timings (seconds per stage)', _timings_html(manifests)))
     summary = dict(preset=config.preset.name, seed=config.seed, stages={n: m['summary'] for n, m in manifests.items()},
                    timings={n: m['seconds'] for n, m in manifests.items()})
+    headline = check_summary(summary)
+    sections.insert(1, ('Headline numbers against their thresholds', headline.to_html(index=False) +
+                        f"<p>{int(headline.passed.sum())} of {len(headline)} at or above their threshold (<code>retina-nbdev check</code>; "
+                        "the goal column is what the study aims for).</p>"))
     with atomic_write(config.out/'report.html') as tmp: tmp.write_text(_html_page('retina_nbdev study', sections))
     write_json(config.out/'summary.json', summary)
     return summary
