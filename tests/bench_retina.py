@@ -1,6 +1,6 @@
 """Benchmark of the in-silico retina: simulated seconds per wall-clock second at the `small` and `paper` sizes.
 
-Run by `make bench` as `python tests/bench_retina.py`. Targets (DESIGN §13, the retina brief): `small` at least 50x
+Run by `make bench` as `python tests/bench_retina.py`. Targets: `small` at least 50x
 real time; a 60-minute `paper` recording (50x50 px, 24 cells) in under 5 minutes. By default the paper size simulates
 a 10-minute stretch and extrapolates linearly to 60 minutes (the simulator runs in fixed-size chunks over time, so its
 cost is linear in the length); `--paper-seconds 3600` runs the full hour.
