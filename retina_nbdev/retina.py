@@ -359,16 +359,17 @@ def _ground_truth(self) -> dict:
 Retina.ground_truth = _ground_truth
 
 # %% ../nbs/02_retina.ipynb #092b1225
-STIMULI = ('whitenoise', 'naturalscene', 'ensemble')  # the stimuli `simulate_experiment` can record with
+STIMULI = ('whitenoise', 'naturalscene', 'saccades', 'ensemble')  # the stimuli `simulate_experiment` can record with
 
 def _movie(stimulus, num_frames, pixels, seed, block='train'):
     if stimulus == 'whitenoise': return white_noise(num_frames, pixels, seed, frame_hold=3)
-    if stimulus == 'ensemble' and block == 'train': return stimulus_ensemble(num_frames, pixels, seed)
-    return natural_movie(num_frames, pixels, seed)  # the ensemble's test movie is natural scenes
+    if block == 'train' and stimulus == 'ensemble': return stimulus_ensemble(num_frames, pixels, seed)
+    if block == 'train' and stimulus == 'saccades': return natural_movie(num_frames, pixels, seed, image_seconds=0.3)
+    return natural_movie(num_frames, pixels, seed)  # the test movie of 'saccades' and 'ensemble' is natural scenes
 
 # %% ../nbs/02_retina.ipynb #6560ab09
 def simulate_experiment(preset: str | Preset | None = None, # sizes: pixels, cells, seconds, repeats
-                        stimulus: str = 'naturalscene', # 'whitenoise', 'naturalscene' or 'ensemble' (trained on the ensemble, tested on natural scenes)
+                        stimulus: str = 'naturalscene', # one of `STIMULI`: 'saccades' and 'ensemble' are tested on natural scenes
                         seed: int = 0, # seed of the circuit, the movies and the spikes
                         out: str | Path | None = None, # data folder; default `artifact_dir('data')`
                         experiment: str = 'insilico', # the experiment's folder name

@@ -2,38 +2,14 @@
 
     python tools/training_experiments.py NAME --train ensemble [--epochs 40] [--lr-patience 4] [--out DIR]
 
-`--train` is a stimulus of `retina_nbdev.retina` ('naturalscene', 'whitenoise', 'ensemble') or 'saccades' (natural
-scenes whose image changes every 0.3 s). The test movie is natural scenes whatever the training movie. Appends one row
+`--train` is one of `retina_nbdev.retina.STIMULI` ('naturalscene', 'saccades': natural scenes whose image changes every
+0.3 s, 'ensemble', 'whitenoise'); the test movie is natural scenes except for 'whitenoise'. Appends one row
 to nbs/data/training_experiments.csv (the table the training notebook shows). One run takes 15-30 minutes on 2 cores.
 """
 import argparse, csv, json, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def movie(kind, frames, pixels, seed):
-    from retina_nbdev import retina
-    if kind == 'saccades': return retina.natural_movie(frames, pixels, seed, image_seconds=0.3)
-    if kind == 'ensemble': return retina.stimulus_ensemble(frames, pixels, seed)
-    if kind == 'whitenoise': return retina.white_noise(frames, pixels, seed, frame_hold=3)
-    return retina.natural_movie(frames, pixels, seed)
-
-
-def record(retina, preset, kind, path):
-    "Write a recording trained on `kind` and tested on natural scenes, in the lab's layout."
-    from retina_nbdev.retina import smooth_counts
-    from retina_nbdev.data import write_recording
-    blocks, truth = {}, retina.ground_truth()
-    for k, (name, train_kind, frames, repeats) in enumerate((('train', kind, preset.train_frames, 1), ('test', 'naturalscene', preset.test_frames, preset.num_repeats))):
-        stimulus = movie(train_kind, frames, preset.pixels, 2 * k + 1)
-        rate = retina.rates(stimulus)
-        counts = retina.spikes(rate, repeats, seed=2 * k + 2).transpose(2, 0, 1)
-        smooth = smooth_counts(counts)
-        blocks[name] = dict(stimulus=stimulus, firing_rate_10ms=smooth.mean(1), binned=counts.sum(1))
-        truth[f'true_rate_{name}'] = rate.T
-    blocks['test']['repeats'] = smooth
-    return write_recording(path, blocks['train'], blocks['test'], truth, dict(preset=preset.name, seed=0, stimulus=kind))
 
 
 def main():
@@ -45,14 +21,14 @@ def main():
     from retina_nbdev.core import configure_threads, get_preset, seed_everything
     configure_threads()
     from retina_nbdev import phenomena as ph
-    from retina_nbdev.retina import Retina
+    from retina_nbdev.retina import Retina, simulate_experiment
     from retina_nbdev.data import load_recording
     from retina_nbdev.models import bn_cnn
     from retina_nbdev.train import fit, predict_test
     from retina_nbdev.metrics import evaluate
     preset, out, start = get_preset('small'), args.out/args.name, time.perf_counter()
     retina = Retina(preset=preset, seed=0)
-    recording = load_recording(record(retina, preset, args.train, out/'recording.h5'), history=preset.history, nskip=preset.nskip)
+    recording = load_recording(simulate_experiment(preset, args.train, seed=0, out=out), history=preset.history, nskip=preset.nskip)
     seed_everything(0)
     model = bn_cnn(preset, num_cells=recording.num_cells)
     state = fit(model, recording, out/'run', epochs=args.epochs, patience_lr=args.lr_patience, seed=0, progress=False, preset=preset)
