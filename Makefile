@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PRESET ?= small
 OUT ?= results
 
-.PHONY: help install demo test check-sync nbtest pytest docs lab bench bench-env notebooks clean
+.PHONY: help install demo test check-sync nbtest pytest docs lab bench bench-env notebooks pretrained clean
 
 help:
 	@echo "make demo      - install, run the whole study at the small preset, write $(OUT)/"
@@ -16,6 +16,7 @@ help:
 	@echo "make docs      - render the notebooks to a browsable site in _docs/ (offline without Quarto)"
 	@echo "make notebooks - execute every notebook at the small preset and save its outputs"
 	@echo "make bench     - run the benchmarks tests/bench_*.py (PyTorch twin in .venv-bench)"
+	@echo "make pretrained - rebuild the shipped small models (retina_nbdev/pretrained/) from the pipeline"
 	@echo "make lab       - JupyterLab on the notebooks"
 
 # A venv made once; re-installed when pyproject.toml's content changes. The stamp holds the sha256 of the file it was
@@ -46,7 +47,10 @@ check-sync: install
 	  git status --porcelain -- nbs retina_nbdev; exit 1; fi; \
 	echo "notebooks clean, library in sync"
 
+# The studies the paper notebooks read are built once first (the tiny one, and the small one from the shipped
+# models), so that no notebook's own time includes them.
 nbtest: install
+	IN_TEST=1 $(BIN)/python -c 'from retina_nbdev.pipeline import study_run; study_run(); study_run(pretrained=True)'
 	IN_TEST=1 $(BIN)/nbdev-test --n-workers 2 --timing
 
 pytest: install
@@ -57,6 +61,12 @@ test: check-sync nbtest pytest
 notebooks: install
 	$(BIN)/python tools/run_notebooks.py $(NB)
 	$(BIN)/nbdev-clean
+
+# The shipped models (retina_nbdev/pretrained/): the small study's simulate, train and evaluate stages (skipped when
+# $(OUT) already holds them, as after `make demo`), then its CNN and LN with their cards.
+pretrained: install
+	$(BIN)/retina-nbdev evaluate --preset small --seed 0 --out $(OUT)
+	$(BIN)/python -c 'from retina_nbdev.pipeline import export_run_models; print(*export_run_models("$(OUT)"), sep="\n")'
 
 docs: install
 	$(BIN)/python tools/build_docs.py --out _docs --readme

@@ -25,6 +25,7 @@ def _common(parser):
     parser.add_argument('--data', type=Path, default=None, help='folder of real recordings <experiment>/naturalscene.h5 (default: simulate)')
     parser.add_argument('--epochs', type=int, default=None, help="maximum training epochs (default: the preset's)")
     parser.add_argument('--model-seeds', type=int, default=1, help='BN-CNNs trained, from seeds SEED, SEED+1, ... (default: 1)')
+    parser.add_argument('--pretrained', action='store_true', help="use the package's shipped models (small, seed 0) instead of training them")
     parser.add_argument('--force', action='store_true', help='re-run stages even if complete')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
 
@@ -64,6 +65,11 @@ def _check_arguments(args):
     if args.seed < 0: raise ValueError(f"--seed must be non-negative, got {args.seed}")
     if args.epochs is not None and args.epochs < 1: raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
     if args.model_seeds < 1: raise ValueError(f"--model-seeds must be at least 1, got {args.model_seeds}")
+    if args.pretrained:
+        from retina_nbdev.models import model_card
+        if args.epochs is not None or args.model_seeds != 1 or args.data is not None: raise ValueError("--pretrained trains nothing: it takes no --epochs, --model-seeds or --data")
+        card = model_card(f'{get_preset(args.preset).name}_cnn')
+        if card['seed'] != args.seed: raise ValueError(f"--pretrained: the shipped {card['name']} was trained from seed {card['seed']}, not {args.seed}")
     if getattr(args, 'workers', None) is not None and args.workers < 1: raise ValueError(f"--workers must be at least 1, got {args.workers}")
     if getattr(args, 'ray_address', None) and args.executor != 'ray': raise ValueError("--ray-address needs --executor ray")
     if getattr(args, 'executor', 'local') == 'ray':
@@ -82,7 +88,8 @@ def main(argv: list | None = None, # arguments (default: sys.argv[1:])
     if args.command == 'check': return check_run(args.folder or artifact_dir(create=False))
     try:
         _check_arguments(args)
-        options = ({} if args.epochs is None else dict(epochs=args.epochs)) | ({} if args.model_seeds == 1 else dict(model_seeds=args.model_seeds))
+        options = ({} if args.epochs is None else dict(epochs=args.epochs)) | ({} if args.model_seeds == 1 else dict(model_seeds=args.model_seeds)) | \
+                  (dict(pretrained=True) if args.pretrained else {})
         executor = dict(name=args.executor, address=args.ray_address, workers=args.workers) if args.command in FAN_OUT else {}
         config = RunConfig(args.out or artifact_dir(create=False), get_preset(args.preset), args.seed, args.data,
                            progress=not args.quiet, options=options, executor=executor)

@@ -8,10 +8,10 @@ Docs: https://retina-nbdev.github.io/retina_nbdev/pipeline.html.md"""
 __all__ = ['STAGES', 'MODEL_RATES', 'TRAIN_THREADS', 'REPORT_SECTIONS', 'GOALS', 'REACHED', 'CHECKS', 'RunConfig', 'Stage',
            'stage', 'file_hash', 'stage_key', 'read_manifest', 'is_complete', 'run_stage', 'find_recordings',
            'recording_of', 'simulate_stage', 'job_memory', 'fan_out', 'load_run_recording', 'model_seeds', 'train_job',
-           'train_stage', 'evaluate_stage', 'ablation_table', 'phenomena_stage', 'cells_to_reduce', 'not_reproduced',
-           'attribute_job', 'attribute_stage', 'true_types', 'reduce_stage', 'prune_job', 'prune_stage',
-           'report_section', 'figure_html', 'write_report', 'report_stage', 'run_pipeline', 'check_summary',
-           'study_run']
+           'train_stage', 'evaluate_stage', 'export_run_models', 'ablation_table', 'phenomena_stage', 'cells_to_reduce',
+           'not_reproduced', 'attribute_job', 'attribute_stage', 'true_types', 'reduce_stage', 'prune_job',
+           'prune_stage', 'report_section', 'figure_html', 'write_report', 'report_stage', 'run_pipeline',
+           'check_summary', 'study_run']
 
 # %% ../nbs/10_pipeline.ipynb #ec5544d6
 from .core import *
@@ -222,12 +222,32 @@ def train_job(config: dict, # recording, preset, model ('cnn' or 'ln'), epochs, 
     return dict(model=f'models/{name}.keras', epochs=state.epoch, best_epoch=state.best_epoch,
                 best_val_loss=round(state.best_loss, 6), history=state.history)
 
+# %% ../nbs/10_pipeline.ipynb #d4d621aa
+def _shipped_models(config, folder, inputs):
+    "The train stage from shipped models: copy `<preset>_cnn` and `<preset>_ln`, checked against this run's recording."
+    from retina_nbdev.models import model_card, pretrained_folder
+    source = Path(pretrained_folder() if config.options['pretrained'] is True else config.options['pretrained'])
+    record, wanted = json.loads((inputs['simulate']/'recording.json').read_text()), {k: v for k, v in config.options.items() if k != 'pretrained'}
+    summary = {}
+    for model in ('cnn', 'ln'):
+        card = model_card(f'{config.preset.name}_{model}', source)
+        found = dict(preset=card['preset_params'], seed=card['seed'], options=card['options'], data=None)
+        for key, value in dict(preset=config.preset.to_dict(), seed=config.seed, options=wanted, data=config.data).items():
+            if found[key] != json.loads(json.dumps(value, default=str)): raise ValueError(f"the shipped {card['name']} was trained with {key} {found[key]!r}, this run has {value!r}")
+        if not np.allclose([card['stimulus_mean'], card['stimulus_std']], [record['stimulus_mean'], record['stimulus_std']], rtol=1e-6):
+            raise ValueError(f"this run's recording is not the one {card['name']} was trained on (the simulator changed?): `make pretrained` rebuilds it")
+        shutil.copy(source/f"{card['name']}.keras", folder/f'{model}.keras')
+        write_json(folder/f'{model}_history.json', card['history'])
+        summary[model] = dict(card['training'], pretrained=card['name'])
+    return summary
+
 # %% ../nbs/10_pipeline.ipynb #478085b8
 TRAIN_THREADS = 2  # TensorFlow threads per training job: on 2 cores the models train one after another, each on both
 
 @stage('train', needs=['simulate'], description='train the BN-CNN over seeds and the LN model (fans out; resumable)')
 def train_stage(config, folder, inputs, work):
     from retina_nbdev.distributed import Job
+    if config.options.get('pretrained'): return _shipped_models(config, folder, inputs)
     recording = recording_of(inputs); memory = job_memory(recording)  # read once: every job loads the same file
     common = dict(recording=str(recording), preset=config.preset.to_dict(), epochs=config.options.get('epochs'), out=str(work))
     runs = [('cnn', seed) for seed in model_seeds(config)] + [('ln', config.seed)]
@@ -272,6 +292,29 @@ def evaluate_stage(config, folder, inputs, work):
         summary['cnn_seeds'] = dict(models=len(seeds), r_mean=round(float(seeds.r.mean()), 4), r_sd=round(float(seeds.r.std()), 4),
                                     fraction_mean=round(float(seeds.fraction.mean()), 4), fraction_sd=round(float(seeds.fraction.std()), 4))
     return summary
+
+# %% ../nbs/10_pipeline.ipynb #c920e968
+def export_run_models(run: str | Path, # a run folder whose simulate, train and evaluate stages are complete
+                      folder: str | Path | None = None, # where to write; default the package's pretrained folder
+                     ) -> list:
+    "Ship a simulated run's CNN and LN as pretrained models `<preset>_cnn`, `<preset>_ln`, each with its card; returns their files."
+    import pandas as pd
+    from retina_nbdev.models import load_model, write_pretrained
+    run = Path(run); manifests = {name: read_manifest(run/name) for name in ('simulate', 'train', 'evaluate')}
+    missing = [name for name, manifest in manifests.items() if manifest is None]
+    if missing: raise ValueError(f"{run}: stage(s) {', '.join(missing)} have not run: run `retina-nbdev evaluate` first")
+    params, record = manifests['train']['params'], json.loads((run/'simulate'/'recording.json').read_text())
+    if params['data'] is not None: raise ValueError(f"{run} was trained on real recordings: only models of the simulated retina are shipped")
+    metrics, paths = pd.read_csv(run/'evaluate'/'metrics.csv'), []
+    for model in ('cnn', 'ln'):
+        table = metrics[metrics.model == model]
+        card = dict(model=model, preset=params['preset']['name'], preset_params=params['preset'], seed=params['seed'], options=params['options'],
+                    stimulus=params['preset']['stimulus'], stimulus_mean=record['stimulus_mean'], stimulus_std=record['stimulus_std'],
+                    test={k: round(float(table[k].median()), 4) for k in ('r', 'r_true', 'ceiling', 'feve')}, test_r_per_cell=table.r.round(4).tolist(),
+                    training=manifests['train']['summary'][model], history=json.loads((run/'train'/f'{model}_history.json').read_text()),
+                    versions=manifests['train']['versions'], train_key=manifests['train']['key'])
+        paths.append(write_pretrained(load_model(run/'train'/f'{model}.keras'), card, f"{card['preset']}_{model}", folder))
+    return paths
 
 # %% ../nbs/10_pipeline.ipynb #47fdc61a
 def _zscore(config, inputs):
@@ -611,27 +654,33 @@ def check_summary(summary: dict, # a run's summary.json
 # %% ../nbs/10_pipeline.ipynb #26e1ed23
 def _source_digest():
     "A hash of the library's source: a cached study is reused only by the code that made it."
+    from importlib.resources import files
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob('*.py')): digest.update(path.read_bytes())
+    for path in sorted(Path(str(files('retina_nbdev'))).glob('*.py')): digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
-def study_run(preset: str | Preset | None = None, # the preset; None: `get_preset()` (tiny under test)
+def study_run(preset: str | Preset | None = None, # the preset; None: `get_preset()` (tiny under test), or the shipped models' with `pretrained`
               out: str | Path | None = None, # where to run the study if no finished run is found; default a shared cache
+              pretrained: bool = False, # run it from the package's shipped models: no training, no pruning study
              ) -> RunConfig:
     "A finished run of the study at `preset`: an existing one if found, else one run now (once, shared by every caller)."
     import fcntl
-    preset = get_preset(preset)
+    from retina_nbdev.models import model_card
+    preset = get_preset(model_card('small_cnn')['preset'] if pretrained and preset is None else preset)
     home = os.environ.get('RETINA_HOME')
     candidates = [Path(home)] if home else [folder/'results' for folder in (Path.cwd(), *Path.cwd().parents)]
     for folder in candidates:
         try: summary = json.loads((folder/'summary.json').read_text())
         except (FileNotFoundError, json.JSONDecodeError): continue
         if summary.get('preset') == preset.name: return RunConfig(folder, preset, summary.get('seed', 0), progress=False)
-    out = Path(out) if out else Path(tempfile.gettempdir())/f'retina_nbdev-study-{preset.name}-{_source_digest()}'
+    label = preset.name + ('-pretrained' if pretrained else '')
+    out = Path(out) if out else Path(tempfile.gettempdir())/f'retina_nbdev-study-{label}-{_source_digest()}'
     out.mkdir(parents=True, exist_ok=True)
-    config = RunConfig(out, preset, progress=False)
+    config = RunConfig(out, preset, progress=False, options=dict(pretrained=True) if pretrained else {})
     with open(out/'.lock', 'w') as lock:  # notebooks run side by side wait for one run, then find it complete
         fcntl.flock(lock, fcntl.LOCK_EX)
-        try: run_pipeline(config)
+        try:
+            run_pipeline(config, [name for name in STAGES if name not in ('prune', 'report')] if pretrained else None)
+            if pretrained: write_report(config)
         finally: fcntl.flock(lock, fcntl.LOCK_UN)
     return config

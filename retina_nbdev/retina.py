@@ -14,9 +14,9 @@ import numpy as np
 from scipy import ndimage, signal
 
 # %% auto #0
-__all__ = ['BIPOLAR_TYPES', 'ABLATIONS', 'SKIMAGE_PHOTOS', 'STIMULI', 'RetinaParams', 'biphasic_filter', 'biphasic_iir',
+__all__ = ['BIPOLAR_TYPES', 'ABLATIONS', 'SKIMAGE_PHOTOS', 'STIMULI', 'BLOCKS', 'RetinaParams', 'biphasic_filter', 'biphasic_iir',
            'gaussian_matrix', 'bipolar_spatial', 'white_noise', 'pink_image', 'natural_images', 'natural_movie',
-           'stimulus_ensemble', 'check_ablate', 'Retina', 'smooth_counts', 'simulate_experiment']
+           'stimulus_ensemble', 'check_ablate', 'Retina', 'smooth_counts', 'record_block', 'simulate_experiment']
 
 # %% ../nbs/02_retina.ipynb #e9fa136c
 BIPOLAR_TYPES = ('on_fast', 'off_fast', 'on_slow', 'off_slow')  # the planted cell types, in wiring-column order
@@ -368,6 +368,24 @@ def _movie(stimulus, num_frames, pixels, seed, block='train'):
     return natural_movie(num_frames, pixels, seed)  # the test movie of 'saccades' and 'ensemble' is natural scenes
 
 # %% ../nbs/02_retina.ipynb #6560ab09
+BLOCKS = ('train', 'test')  # a recording's two blocks: the training movie (one trial) and the repeated test movie
+
+def record_block(retina: Retina, # the circuit recorded from
+                 block: str, # 'train' or 'test'
+                 stimulus: str = 'naturalscene', # one of `STIMULI`
+                 seed: int = 0, # the experiment's seed (the block's movie and spikes derive from it)
+                 ablate=(), # names from `ABLATIONS` silenced
+                ) -> dict:
+    "One block of `simulate_experiment`, alone: movie, smoothed rates (cells, repeats, T), spike counts and true rates."
+    if block not in BLOCKS: raise ValueError(f"unknown block {block!r}: blocks are {', '.join(BLOCKS)}")
+    k, preset = BLOCKS.index(block), retina.preset
+    frames, repeats = (preset.train_frames, 1) if block == 'train' else (preset.test_frames, preset.num_repeats)
+    movie = _movie(stimulus, frames, preset.pixels, 1000 * seed + 2 * k + 1, block)
+    rate = retina.rates(movie, check_ablate(ablate))
+    counts = retina.spikes(rate, repeats, seed=1000 * seed + 2 * k + 2).transpose(2, 0, 1)  # (cells, repeats, T)
+    return dict(stimulus=movie, repeats=smooth_counts(counts), binned=counts.sum(1), true_rate=rate.T)
+
+# %% ../nbs/02_retina.ipynb #5e83cd7e
 def simulate_experiment(preset: str | Preset | None = None, # sizes: pixels, cells, seconds, repeats
                         stimulus: str = 'naturalscene', # one of `STIMULI`: 'saccades' and 'ensemble' are tested on natural scenes
                         seed: int = 0, # seed of the circuit, the movies and the spikes
@@ -382,14 +400,11 @@ def simulate_experiment(preset: str | Preset | None = None, # sizes: pixels, cel
     ablate, preset = check_ablate(ablate), get_preset(preset)
     retina = Retina(params, preset, seed)
     blocks, truth = {}, retina.ground_truth()
-    for k, (name, frames, repeats) in enumerate((('train', preset.train_frames, 1), ('test', preset.test_frames, preset.num_repeats))):
-        movie = _movie(stimulus, frames, preset.pixels, 1000 * seed + 2 * k + 1, name)
-        rate = retina.rates(movie, ablate)
-        counts = retina.spikes(rate, repeats, seed=1000 * seed + 2 * k + 2).transpose(2, 0, 1)  # (cells, repeats, T)
-        smooth = smooth_counts(counts)
-        blocks[name] = dict(stimulus=movie, firing_rate_10ms=smooth.mean(1), binned=counts.sum(1))
-        truth[f'true_rate_{name}'] = rate.T
-    blocks['test']['repeats'] = smooth
+    for name in BLOCKS:
+        block = record_block(retina, name, stimulus, seed, ablate)
+        blocks[name] = dict(stimulus=block['stimulus'], firing_rate_10ms=block['repeats'].mean(1), binned=block['binned'])
+        truth[f'true_rate_{name}'] = block['true_rate']
+    blocks['test']['repeats'] = block['repeats']
     attrs = dict(preset=preset.name, seed=seed, stimulus=stimulus, ablate=json.dumps(list(ablate)), simulator='retina_nbdev.retina')
     path = recording_path(out if out is not None else artifact_dir('data'), experiment, stimulus)
     return write_recording(path, blocks['train'], blocks['test'], truth, attrs)
