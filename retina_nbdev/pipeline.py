@@ -6,16 +6,16 @@ Docs: https://retina-nbdev.github.io/retina_nbdev/pipeline.html.md"""
 
 # %% auto #0
 __all__ = ['STAGES', 'MODEL_RATES', 'TRAIN_THREADS', 'REPORT_SECTIONS', 'GOALS', 'REACHED', 'CHECKS', 'RunConfig', 'Stage',
-           'stage', 'file_hash', 'stage_key', 'read_manifest', 'is_complete', 'run_stage', 'find_recordings',
-           'recording_of', 'simulate_stage', 'job_memory', 'fan_out', 'load_run_recording', 'model_seeds', 'train_job',
-           'train_stage', 'evaluate_stage', 'export_run_models', 'ablation_table', 'phenomena_stage', 'cells_to_reduce',
-           'not_reproduced', 'attribute_job', 'attribute_stage', 'true_types', 'reduce_stage', 'prune_job',
-           'prune_stage', 'report_section', 'figure_html', 'write_report', 'report_stage', 'run_pipeline',
-           'check_summary', 'study_run']
+           'stage', 'file_hash', 'library_modules', 'code_fingerprint', 'stage_key', 'read_manifest', 'is_complete',
+           'run_stage', 'find_recordings', 'recording_of', 'simulate_stage', 'job_memory', 'fan_out',
+           'load_run_recording', 'model_seeds', 'train_job', 'train_stage', 'evaluate_stage', 'export_run_models',
+           'ablation_table', 'phenomena_stage', 'cells_to_reduce', 'not_reproduced', 'attribute_job', 'attribute_stage',
+           'true_types', 'reduce_stage', 'prune_job', 'prune_stage', 'report_section', 'figure_html', 'write_report',
+           'report_stage', 'run_pipeline', 'check_summary', 'study_run']
 
 # %% ../nbs/10_pipeline.ipynb #ec5544d6
 from .core import *
-import hashlib, json, os, platform, shutil, tempfile, time
+import ast, hashlib, json, os, platform, re, shutil, tempfile, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -48,13 +48,15 @@ class Stage:
     needs: tuple  # names of the stages whose artifacts it reads
     run: Callable  # (config, folder, inputs: dict name -> folder) -> summary dict
     description: str = ''  # one line for --help and the report
+    options: tuple = ()  # the names of the `RunConfig.options` it reads
+    whole_module: bool = False  # its code fingerprint is this whole module (the report, which renders every stage)
 
 STAGES: dict = {}
 
-def stage(name, needs=(), description=''):
+def stage(name, needs=(), description='', options=(), whole_module=False):
     "Register a stage function under `name`."
     def register(function):
-        STAGES[name] = Stage(name, tuple(needs), function, description)
+        STAGES[name] = Stage(name, tuple(needs), function, description, tuple(options), whole_module)
         return function
     return register
 
@@ -81,10 +83,50 @@ def _versions():
         except metadata.PackageNotFoundError: pass
     return dict(python=platform.python_version(), **found)
 
+_IMPORT = re.compile(r"^\s*(?:from\s+retina_nbdev\s+import\s+(\w+)|from\s+(?:retina_nbdev)?\.(\w+)\s+import|import\s+retina_nbdev\.(\w+))", re.M)
+
+def library_modules(source: str, # Python source
+                   ) -> set:
+    "The `retina_nbdev` modules `source` imports, followed through their own imports."
+    import importlib.util
+    found, todo = set(), [source]
+    while todo:
+        for match in _IMPORT.finditer(todo.pop()):
+            name = next(group for group in match.groups() if group)
+            spec = importlib.util.find_spec(f'retina_nbdev.{name}')
+            if name in found or spec is None or spec.origin is None: continue
+            found.add(name); todo.append(Path(spec.origin).read_text())
+    return found
+
+def _functions(source):
+    "Each top-level function and class of a module's source, by name."
+    tree = ast.parse(source)
+    return {node.name: ast.get_source_segment(source, node) for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+
+def _called(name, functions):
+    "The functions of the module that `name` names, followed through theirs (calls, and jobs given as 'module:function')."
+    found, todo = {name}, [name]
+    while todo:
+        for word in set(re.findall(r'\w+', functions[todo.pop()])) & set(functions) - found: found.add(word); todo.append(word)
+    return found
+
+def code_fingerprint(stage: Stage) -> str:
+    "sha256 of the source a stage runs: its function, the helpers of this module it calls, and the library modules they import."
+    import importlib.util, inspect
+    module = Path(importlib.util.find_spec('retina_nbdev.pipeline').origin).read_text()
+    functions = _functions(module)
+    if stage.whole_module: sources = [module]
+    elif stage.run.__name__ in functions: sources = [functions[name] for name in sorted(_called(stage.run.__name__, functions))]
+    else: sources = [inspect.getsource(stage.run)]  # a stage defined elsewhere (a notebook's toy stage)
+    modules = sorted(library_modules('\n'.join(sources)) - {'pipeline'})
+    sources += [Path(importlib.util.find_spec(f'retina_nbdev.{name}').origin).read_text() for name in modules]
+    return hashlib.sha256('\0'.join(sources).encode()).hexdigest()
+
 def stage_key(stage: Stage, config: RunConfig, upstream: dict) -> str:
-    "A hash of what determines a stage's result: its name, the run's parameters, and its inputs' keys and artifacts."
-    record = dict(stage=stage.name, params=config.params(),
-                  inputs={name: dict(key=m['key'], artifacts=m['artifacts']) for name, m in sorted(upstream.items())})
+    "A hash of what determines a stage's result: the run's preset, seed and data, the options and code it uses, its inputs."
+    run = {k: v for k, v in config.params().items() if k != 'options'}
+    record = dict(stage=stage.name, run=run, options={name: config.options.get(name) for name in stage.options},
+                  code=code_fingerprint(stage), inputs={name: dict(key=m['key'], artifacts=m['artifacts']) for name, m in sorted(upstream.items())})
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 # %% ../nbs/10_pipeline.ipynb #0433cd78
@@ -223,15 +265,17 @@ def train_job(config: dict, # recording, preset, model ('cnn' or 'ln'), epochs, 
                 best_val_loss=round(state.best_loss, 6), history=state.history)
 
 # %% ../nbs/10_pipeline.ipynb #d4d621aa
+def _training_options(options): return {k: v for k, v in options.items() if k in ('epochs', 'model_seeds')}
+
 def _shipped_models(config, folder, inputs):
     "The train stage from shipped models: copy `<preset>_cnn` and `<preset>_ln`, checked against this run's recording."
     from retina_nbdev.models import model_card, pretrained_folder
     source = Path(pretrained_folder() if config.options['pretrained'] is True else config.options['pretrained'])
-    record, wanted = json.loads((inputs['simulate']/'recording.json').read_text()), {k: v for k, v in config.options.items() if k != 'pretrained'}
+    record, wanted = json.loads((inputs['simulate']/'recording.json').read_text()), _training_options(config.options)
     summary = {}
     for model in ('cnn', 'ln'):
         card = model_card(f'{config.preset.name}_{model}', source)
-        found = dict(preset=card['preset_params'], seed=card['seed'], options=card['options'], data=None)
+        found = dict(preset=card['preset_params'], seed=card['seed'], options=_training_options(card['options']), data=None)
         for key, value in dict(preset=config.preset.to_dict(), seed=config.seed, options=wanted, data=config.data).items():
             if found[key] != json.loads(json.dumps(value, default=str)): raise ValueError(f"the shipped {card['name']} was trained with {key} {found[key]!r}, this run has {value!r}")
         if not np.allclose([card['stimulus_mean'], card['stimulus_std']], [record['stimulus_mean'], record['stimulus_std']], rtol=1e-6):
@@ -244,7 +288,8 @@ def _shipped_models(config, folder, inputs):
 # %% ../nbs/10_pipeline.ipynb #478085b8
 TRAIN_THREADS = 2  # TensorFlow threads per training job: on 2 cores the models train one after another, each on both
 
-@stage('train', needs=['simulate'], description='train the BN-CNN over seeds and the LN model (fans out; resumable)')
+@stage('train', needs=['simulate'], description='train the BN-CNN over seeds and the LN model (fans out; resumable)',
+       options=('epochs', 'model_seeds', 'pretrained'))
 def train_stage(config, folder, inputs, work):
     from retina_nbdev.distributed import Job
     if config.options.get('pretrained'): return _shipped_models(config, folder, inputs)
@@ -464,7 +509,8 @@ def prune_job(config: dict, # recording, preset, grid, method, compression, out
     return dict(rows=pruning_run(recording, config['out'], preset, config['grid'], seed, config['method'], config['compression']))
 
 # %% ../nbs/10_pipeline.ipynb #aaec63c5
-@stage('prune', needs=['simulate', 'train'], description='the pruning study: methods x compressions x seeds (fans out)')
+@stage('prune', needs=['simulate', 'train'], description='the pruning study: methods x compressions x seeds (fans out)',
+       options=('pruning',))
 def prune_stage(config, folder, inputs, work):
     import pandas as pd
     from retina_nbdev.distributed import Job
@@ -597,7 +643,8 @@ def write_report(config: RunConfig) -> dict:
     return summary
 
 # %% ../nbs/10_pipeline.ipynb #5c648f56
-@stage('report', needs=['simulate', 'train', 'evaluate', 'phenomena', 'attribute', 'reduce', 'prune'], description='write report.html and summary.json')
+@stage('report', needs=['simulate', 'train', 'evaluate', 'phenomena', 'attribute', 'reduce', 'prune'], description='write report.html and summary.json',
+       whole_module=True)
 def report_stage(config, folder, inputs, work):
     summary = write_report(config)
     shutil.copy(config.out/'report.html', folder/'report.html')
@@ -613,6 +660,8 @@ def run_pipeline(config: RunConfig, # the run
     names = list(STAGES) if stages is None else list(stages)
     unknown = [n for n in names if n not in STAGES]
     if unknown: raise ValueError(f"unknown stage(s) {', '.join(unknown)}: stages are {', '.join(STAGES)}")
+    known = sorted({option for stage in STAGES.values() for option in stage.options})
+    if set(config.options) - set(known): raise ValueError(f"unknown option(s) {', '.join(sorted(set(config.options) - set(known)))}: options are {', '.join(known)}")
     bar = tqdm(names, desc='study', unit='stage', disable=not config.progress)
     for name in bar:
         bar.set_postfix(stage=name)

@@ -91,3 +91,21 @@ def test_broken_data_folder_exits_2(tmp_path):
     assert not (tmp_path/'out').exists()
     empty = _cli('run', '--preset', 'tiny', '--data', tmp_path, '--out', tmp_path/'out', timeout=120)
     assert empty.returncode == 2 and 'no <experiment>/naturalscene.h5' in empty.stderr
+
+
+def test_editing_a_module_reruns_the_stages_that_run_it(finished_run, study_flags, tmp_path):
+    "With `phenomena.py` edited (in a copy of the package), a second run re-runs phenomena and what follows from it only."
+    import retina_nbdev
+    from retina_nbdev.pipeline import STAGES
+    library = tmp_path/'library'
+    package = shutil.copytree(Path(retina_nbdev.__file__).parent, library/'retina_nbdev', ignore=shutil.ignore_patterns('__pycache__'))
+    (package/'phenomena.py').write_text((package/'phenomena.py').read_text() + '\n# edited: the same code, another source\n')
+    run = shutil.copytree(finished_run, tmp_path/'run')
+    before = {stage: (run/stage/'manifest.json').stat().st_mtime_ns for stage in STAGES}
+    script = 'import sys, retina_nbdev; from retina_nbdev.cli import main; print(retina_nbdev.__file__); sys.exit(main(sys.argv[1:]))'
+    done = subprocess.run([os.sys.executable, '-c', script, 'run', '--out', str(run), *study_flags, '--quiet'], capture_output=True, text=True,
+                          timeout=600, env=dict(os.environ, PYTHONPATH=str(library)), cwd=tmp_path)  # not from ./retina_nbdev
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith(str(package)), done.stdout  # the edited copy ran, not the installed package
+    rerun = {stage for stage in STAGES if (run/stage/'manifest.json').stat().st_mtime_ns != before[stage]}
+    assert rerun == {'phenomena', 'attribute', 'reduce', 'report'}, rerun
