@@ -149,8 +149,10 @@ def chunked_loss(model: keras.Model, # a model for which `supports_chunks` is tr
                  start: int, # first sample
                  stop: int, # one past the last
                  chunk_length: int = 256, # samples per chunk
-                ) -> float:
-    "Poisson loss plus the kernels' L2 penalties over samples [start, stop), in inference mode."
+                 return_rates: bool = False, # also return the predicted rates (stop - start, num_cells)
+                ):
+    "Poisson loss plus the kernels' L2 penalties over samples [start, stop), in inference mode (and the rates)."
     rates = predict_chunked(model, frames, chunk_length=chunk_length, start=start, stop=stop)
     poisson = keras.losses.Poisson()(np.asarray(targets[start:stop], np.float32), rates)
-    return float(poisson + _penalty(model))
+    loss = float(poisson + _penalty(model))
+    return (loss, rates) if return_rates else loss

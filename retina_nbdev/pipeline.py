@@ -8,10 +8,11 @@ Docs: https://retina-nbdev.github.io/retina_nbdev/pipeline.html.md"""
 __all__ = ['STAGES', 'MODEL_RATES', 'TRAIN_THREADS', 'REPORT_SECTIONS', 'GOALS', 'REACHED', 'CHECKS', 'RunConfig', 'Stage',
            'stage', 'file_hash', 'library_modules', 'code_fingerprint', 'stage_key', 'read_manifest', 'is_complete',
            'run_stage', 'find_recordings', 'recording_of', 'simulate_stage', 'job_memory', 'fan_out',
-           'load_run_recording', 'model_seeds', 'train_job', 'train_stage', 'evaluate_stage', 'export_run_models',
-           'ablation_table', 'phenomena_stage', 'cells_to_reduce', 'not_reproduced', 'attribute_job', 'attribute_stage',
-           'true_types', 'reduce_stage', 'prune_job', 'prune_stage', 'report_section', 'figure_html', 'write_report',
-           'report_stage', 'run_pipeline', 'check_summary', 'study_run']
+           'load_run_recording', 'model_seeds', 'train_job', 'training_progress', 'train_stage', 'evaluate_stage',
+           'export_run_models', 'ablation_table', 'phenomena_stage', 'cells_to_reduce', 'not_reproduced',
+           'attribute_job', 'attribute_stage', 'true_types', 'reduce_stage', 'prune_job', 'prune_stage',
+           'report_section', 'figure_html', 'write_report', 'report_stage', 'run_pipeline', 'check_summary',
+           'study_run']
 
 # %% ../nbs/10_pipeline.ipynb #ec5544d6
 from .core import *
@@ -219,11 +220,12 @@ def fan_out(config: RunConfig, # the run, whose `executor` says where the jobs g
             work: Path, # the stage's work folder: the jobs' artifacts
             description: str = 'jobs', # the progress bar's label
             threads: int = 1, # TensorFlow threads per job (the same number on every executor gives the same numbers)
+            watch=None, # called about every second while the jobs run (progress), when the run shows progress
            ) -> list:
     "Run a stage's independent jobs on the run's executor; their records, in order."
     from retina_nbdev.distributed import get_executor
     executor = get_executor(**{**config.executor, 'threads': threads})
-    try: return executor.map(jobs, work, progress=config.progress, description=description)
+    try: return executor.map(jobs, work, progress=config.progress, description=description, watch=watch if config.progress else None)
     finally: executor.shutdown()
 
 def _write_jobs(folder, records):
@@ -264,6 +266,23 @@ def train_job(config: dict, # recording, preset, model ('cnn' or 'ln'), epochs, 
     return dict(model=f'models/{name}.keras', epochs=state.epoch, best_epoch=state.best_epoch,
                 best_val_loss=round(state.best_loss, 6), history=state.history)
 
+# %% ../nbs/10_pipeline.ipynb #85a37020
+def training_progress(work: Path, # the train stage's work folder: job <key> checkpoints into runs/<key>/
+                      keys: list, # the jobs' keys, e.g. 'cnn-seed0'
+                      epochs: int, # the most epochs a job runs
+                      write: Callable = print, # where each line goes (the driver's `tqdm.write`)
+                     ) -> Callable:
+    "An executor's `watch`: writes each job's newly finished epochs (loss, validation loss and median r), each once."
+    shown = dict.fromkeys(keys, 0)
+    def watch():
+        for key in keys:
+            try: history = json.loads((Path(work)/'runs'/key/'state.json').read_text())['history']
+            except (FileNotFoundError, json.JSONDecodeError, KeyError): continue
+            for row in history[shown[key]:]:
+                write(f"{key}: epoch {row['epoch']}/{epochs}  loss {row['loss']:.4f}  val_loss {row['val_loss']:.4f}  val_r {row.get('val_r', float('nan')):.3f}")
+            shown[key] = len(history)
+    return watch
+
 # %% ../nbs/10_pipeline.ipynb #d4d621aa
 def _training_options(options): return {k: v for k, v in options.items() if k in ('epochs', 'model_seeds')}
 
@@ -298,7 +317,9 @@ def train_stage(config, folder, inputs, work):
     runs = [('cnn', seed) for seed in model_seeds(config)] + [('ln', config.seed)]
     jobs = [Job(f'{model}-seed{seed}', 'retina_nbdev.pipeline:train_job', dict(common, model=model), seed,
                 num_cpus=TRAIN_THREADS, num_gpus=1, memory=memory) for model, seed in runs]
-    records, summary = fan_out(config, jobs, work, 'train', threads=TRAIN_THREADS), {}
+    from tqdm.auto import tqdm
+    watch = training_progress(work, [job.key for job in jobs], config.options.get('epochs') or config.preset.epochs, tqdm.write)
+    records, summary = fan_out(config, jobs, work, 'train', threads=TRAIN_THREADS, watch=watch), {}
     for record in records:
         model, seed, result = record['config']['model'], record['seed'], record['result']
         name = model if seed == config.seed else f'{model}_seed{seed}'

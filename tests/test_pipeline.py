@@ -72,8 +72,9 @@ def test_killed_during_training_resumes_to_the_same_results(finished_run, study_
     deadline = time.time() + 60  # the driver's worker processes exit with it: no orphan trains into the run folder
     while any(_alive(pid) for pid in workers) and time.time() < deadline: time.sleep(0.1)
     assert not any(_alive(pid) for pid in workers), workers
-    resumed = _cli('evaluate', '--out', out, *study_flags, '--quiet', timeout=900)
+    resumed = _cli('evaluate', '--out', out, *study_flags, timeout=900)  # with progress: each job's epochs, as they finish
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert 'cnn-seed0: epoch 1/' in resumed.stdout and 'ln-seed0: epoch 1/' in resumed.stdout and 'val_r' in resumed.stdout, resumed.stdout[-2000:]
     assert not list(out.glob('.*.tmp')) and not list((out/'.work').glob('*'))  # temporaries and checkpoints cleaned up
     stages = ('simulate', 'train', 'evaluate')  # the models trained through the kill, and what they predict
     assert _stage_summaries(out, stages) == _stage_summaries(finished_run, stages)
