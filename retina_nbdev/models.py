@@ -38,8 +38,8 @@ def _normalisation(kind, name):
     raise ValueError(f"batchnorm must be 'unit' (per channel and position, the original) or 'channel', got {kind!r}")
 
 # %% ../nbs/03_models.ipynb #b2d2919d
-def _hidden_block(inputs, name, channels, kernel, l2, batchnorm, noise_std):
-    conv = layers.Conv2D(channels, kernel, padding='valid', kernel_regularizer=keras.regularizers.L2(l2), name=name)(inputs)
+def _hidden_block(inputs, name, channels, kernel, l2, batchnorm, noise_std, initializers):
+    conv = layers.Conv2D(channels, kernel, padding='valid', kernel_regularizer=keras.regularizers.L2(l2), name=name, **initializers)(inputs)
     normalised = _normalisation(batchnorm, f'{name}_bn')(conv)
     return layers.ReLU(name=f'{name}_relu')(layers.GaussianNoise(noise_std, name=f'{name}_noise')(normalised))
 
@@ -50,15 +50,18 @@ def bn_cnn(preset: str | Preset | None = None, # preset (or its name) giving siz
            noise_std: float = 0.05, # std of the Gaussian noise after each hidden batchnorm (training only)
            l2: float | None = None, # L2 penalty on the conv and readout kernels; default the preset's
            name: str = 'bn_cnn', # the model's name
+           kernel_initializer='glorot_uniform', # the kernels' initial values (Keras' default, as McIntosh et al. used)
+           bias_initializer='zeros', # the conv biases' initial values
           ) -> keras.Model:
     "The three-layer BN-CNN of McIntosh et al. (2016): conv1 (bipolar), conv2 (amacrine), dense readout (GCs)."
     preset = get_preset(preset)
     num_cells, l2 = num_cells or preset.num_cells, preset.l2 if l2 is None else l2
     if num_cells < 1: raise ValueError(f"num_cells must be positive, got {num_cells}")
     stimulus = keras.Input((preset.pixels, preset.pixels, preset.history), name='stimulus')
-    hidden = _hidden_block(stimulus, 'conv1', preset.conv1_channels, preset.conv1_kernel, l2, batchnorm, noise_std)
-    hidden = _hidden_block(hidden, 'conv2', preset.conv2_channels, preset.conv2_kernel, l2, batchnorm, noise_std)
-    readout = layers.Dense(num_cells, use_bias=False, kernel_regularizer=keras.regularizers.L2(l2),
+    initializers = dict(kernel_initializer=kernel_initializer, bias_initializer=bias_initializer)
+    hidden = _hidden_block(stimulus, 'conv1', preset.conv1_channels, preset.conv1_kernel, l2, batchnorm, noise_std, initializers)
+    hidden = _hidden_block(hidden, 'conv2', preset.conv2_channels, preset.conv2_kernel, l2, batchnorm, noise_std, initializers)
+    readout = layers.Dense(num_cells, use_bias=False, kernel_regularizer=keras.regularizers.L2(l2), kernel_initializer=kernel_initializer,
                            name='readout')(layers.Flatten(name='flatten')(hidden))
     rates = layers.Activation('softplus', name='rates')(layers.BatchNormalization(name='readout_bn')(readout))
     return keras.Model(stimulus, rates, name=name)
@@ -81,12 +84,15 @@ def ln_model(preset: str | Preset | None = None, # preset (or its name) giving s
              num_cells: int | None = None, # ganglion cells; default the preset's
              l2: float | None = None, # L2 penalty on the filters; default the preset's
              name: str = 'ln', # the model's name
+             kernel_initializer='glorot_uniform', # the filters' initial values (Keras' default)
+             bias_initializer='zeros', # the offsets' initial values
             ) -> keras.Model:
     "Linear-nonlinear model: one spatiotemporal filter per cell over the window, then softplus."
     preset = get_preset(preset)
     num_cells, l2 = num_cells or preset.num_cells, preset.l2 if l2 is None else l2
     stimulus = keras.Input((preset.pixels, preset.pixels, preset.history), name='stimulus')
-    drive = layers.Dense(num_cells, kernel_regularizer=keras.regularizers.L2(l2), name='filter')(layers.Flatten()(stimulus))
+    drive = layers.Dense(num_cells, kernel_regularizer=keras.regularizers.L2(l2), kernel_initializer=kernel_initializer,
+                         bias_initializer=bias_initializer, name='filter')(layers.Flatten()(stimulus))
     return keras.Model(stimulus, layers.Activation('softplus', name='rates')(drive), name=name)
 
 # %% ../nbs/03_models.ipynb #a5087222
