@@ -25,6 +25,8 @@ def _common(parser):
     parser.add_argument('--data', type=Path, default=None, help='folder of real recordings <experiment>/naturalscene.h5 (default: simulate)')
     parser.add_argument('--epochs', type=int, default=None, help="maximum training epochs (default: the preset's)")
     parser.add_argument('--model-seeds', type=int, default=1, help='BN-CNNs trained, from seeds SEED, SEED+1, ... (default: 1)')
+    parser.add_argument('--pruning', choices=('reduced', 'full'), default='reduced',
+                        help="the pruning grid: the preset's (default) or the full one: 3 seeds, every method, 7 compressions to 1000x")
     parser.add_argument('--pretrained', action='store_true', help="use the package's shipped models (small, seed 0) instead of training them")
     parser.add_argument('--force', action='store_true', help='re-run stages even if complete')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
@@ -89,7 +91,7 @@ def main(argv: list | None = None, # arguments (default: sys.argv[1:])
     try:
         _check_arguments(args)
         options = ({} if args.epochs is None else dict(epochs=args.epochs)) | ({} if args.model_seeds == 1 else dict(model_seeds=args.model_seeds)) | \
-                  (dict(pretrained=True) if args.pretrained else {})
+                  (dict(pretrained=True) if args.pretrained else {}) | (dict(pruning='full') if args.pruning == 'full' else {})
         executor = dict(name=args.executor, address=args.ray_address, workers=args.workers) if args.command in FAN_OUT else {}
         config = RunConfig(args.out or artifact_dir(create=False), get_preset(args.preset), args.seed, args.data,
                            progress=not args.quiet, options=options, executor=executor)

@@ -553,7 +553,9 @@ def prune_stage(config, folder, inputs, work):
     import pandas as pd
     from retina_nbdev.distributed import Job
     from retina_nbdev.pruning import pruning_grid, pruning_runs
-    grid, recording = {**pruning_grid(config.preset), **config.options.get('pruning', {})}, recording_of(inputs)
+    choice, recording = config.options.get('pruning', {}), recording_of(inputs)
+    if choice != 'full' and not isinstance(choice, dict): raise ValueError(f"the pruning option is 'full' or a dict of grid entries, got {choice!r}")
+    grid = pruning_grid(config.preset, full=True) if choice == 'full' else {**pruning_grid(config.preset), **choice}
     memory = job_memory(recording)  # read once: every job loads the same file
     common = dict(recording=str(recording), preset=config.preset.name, grid=grid, out=str(work/'runs'))
     jobs = [Job(f"seed{seed}-{method}-{compression or 'all'}", 'retina_nbdev.pipeline:prune_job', dict(common, method=method, compression=compression),

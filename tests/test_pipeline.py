@@ -110,3 +110,13 @@ def test_editing_a_module_reruns_the_stages_that_run_it(finished_run, study_flag
     assert done.stdout.startswith(str(package)), done.stdout  # the edited copy ran, not the installed package
     rerun = {stage for stage in STAGES if (run/stage/'manifest.json').stat().st_mtime_ns != before[stage]}
     assert rerun == {'phenomena', 'attribute', 'reduce', 'report'}, rerun
+
+
+def test_a_new_pruning_grid_reruns_prune_and_report_only(finished_run, tmp_path):
+    "A finished run given another pruning grid: every other stage's key is unchanged, so only prune and the report run."
+    from retina_nbdev.pipeline import STAGES, RunConfig, run_stage
+    run = shutil.copytree(finished_run, tmp_path/'run')
+    config = RunConfig(run, 'tiny', seed=0, progress=False, options=dict(pruning=dict(methods=('random',), compressions=(1.0, 10.0))))
+    fresh = [name for name in STAGES if not run_stage(name, config)['skipped']]
+    assert fresh == ['prune', 'report'], fresh
+    assert json.loads((run/'prune'/'manifest.json').read_text())['summary']['jobs'] == 2  # dense, and random at 10x
