@@ -31,9 +31,9 @@ def study_flags():
 @pytest.fixture(scope='session')
 def tiny_study(tmp_path_factory):
     "The run folder of the finished tiny study (local executor). Read it or copy from it; never write into it."
-    from retina_nbdev.pipeline import study_run
+    from retina_nbdev.pipeline import RunOptions, study_run
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv('RETINA_HOME', str(tmp_path_factory.mktemp('no_results')))  # not a run found in ./results: the cache
         run = study_run('tiny')
-    assert run.options == {} and run.seed == 0 and run.data is None  # what STUDY_FLAGS ask of the CLI
+    assert run.options == RunOptions() and run.seed == 0 and run.data is None  # what STUDY_FLAGS ask of the CLI
     return run.out
