@@ -8,7 +8,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from conftest import CLI, cli as _cli
+from conftest import CLI, cli as _cli, copy_stages
 
 
 @pytest.fixture
@@ -120,3 +120,17 @@ def test_a_new_pruning_grid_reruns_prune_and_report_only(finished_run, tmp_path)
     fresh = [name for name in STAGES if not run_stage(name, config)['skipped']]
     assert fresh == ['prune', 'report'], fresh
     assert json.loads((run/'prune'/'manifest.json').read_text())['summary']['jobs'] == 2  # dense, and random at 10x
+
+
+def test_several_model_seeds(finished_run, tmp_path):
+    "`--model-seeds 2`: the CNN from the run's seed and the next, both scored, their spread in the summary and the report."
+    from retina_nbdev.pipeline import RunConfig, write_report
+    run = copy_stages(finished_run, tmp_path/'run', ['simulate'])  # the same recording: simulate is skipped
+    done = _cli('evaluate', '--out', run, '--preset', 'tiny', '--model-seeds', '2', '--quiet', timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in (run/'train').glob('*.keras')) == ['cnn.keras', 'cnn_seed1.keras', 'ln.keras']
+    assert [j['key'] for j in json.loads((run/'train'/'jobs.json').read_text())] == ['cnn-seed0', 'cnn-seed1', 'ln-seed0']
+    seeds = json.loads((run/'evaluate'/'manifest.json').read_text())['summary']['cnn_seeds']
+    assert seeds['models'] == 2 and seeds['r_sd'] >= 0 and (run/'evaluate'/'seeds.csv').exists()
+    write_report(RunConfig(run, 'tiny', options=dict(model_seeds=2), progress=False))
+    assert 'Across 2 seeds of the BN-CNN' in (run/'report.html').read_text()
