@@ -525,7 +525,7 @@ d = { 'settings': { 'branch': 'main',
                                     'retina_nbdev.train.check_compatible': ('train.html#check_compatible', 'retina_nbdev/train.py'),
                                     'retina_nbdev.train.fit': ('train.html#fit', 'retina_nbdev/train.py'),
                                     'retina_nbdev.train.median_r': ('train.html#median_r', 'retina_nbdev/train.py'),
+                                    'retina_nbdev.train.predict_movie': ('train.html#predict_movie', 'retina_nbdev/train.py'),
                                     'retina_nbdev.train.predict_test': ('train.html#predict_test', 'retina_nbdev/train.py')},
             'retina_nbdev.zoo': { 'retina_nbdev.zoo.fresh_test_block': ('pretrained.html#fresh_test_block', 'retina_nbdev/zoo.py'),
-                                  'retina_nbdev.zoo.predict_movie': ('pretrained.html#predict_movie', 'retina_nbdev/zoo.py'),
                                   'retina_nbdev.zoo.score_pretrained': ('pretrained.html#score_pretrained', 'retina_nbdev/zoo.py')}}}

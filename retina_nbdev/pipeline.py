@@ -305,7 +305,10 @@ def training_progress(work: Path, # the train stage's work folder: job <key> che
     return watch
 
 # %% ../nbs/10_pipeline.ipynb #d4d621aa
-def _training_options(options): return dict(epochs=RunOptions.of(options).epochs, model_seeds=RunOptions.of(options).model_seeds)
+def _training_options(options):
+    "The options that decide a model's training (a card's or a run's)."
+    checked = RunOptions.of(options)
+    return dict(epochs=checked.epochs, model_seeds=checked.model_seeds)
 
 def _shipped_models(config, folder, inputs):
     "The train stage from shipped models: copy `<preset>_cnn` and `<preset>_ln`, checked against this run's recording."
