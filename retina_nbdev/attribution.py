@@ -10,6 +10,7 @@ __all__ = ['quadrature', 'split_model', 'Attribution', 'integrated_gradients', '
 # %% ../nbs/06_attribution.ipynb #ca57c6fe
 from .core import *
 from dataclasses import dataclass
+from functools import partial
 import numpy as np
 import keras
 import tensorflow as tf
@@ -109,14 +110,14 @@ def _naive_step(head, tail, path, direction, cells):
     grads = tf.experimental.numpy.swapaxes(_cell_gradients(tail, z, cells), 0, 1)  # (windows, cells, ...)
     return grads * accumulator.jvp(z)[:, None]
 
-def _ig_batch_general(head, tail, windows, baselines, cells, alphas, weights, max_evaluations):
+def _ig_batch_general(head, tail, windows, baselines, cells, alphas, weights):
     "Any layer: the whole network at every step; ∂z/∂α by forward-mode differentiation of the head."
     direction = windows - baselines
     return sum(float(w) * _naive_step(head, tail, baselines + float(a) * direction, direction, tuple(cells)) for a, w in zip(alphas, weights))
 
-def _ig_batch_naive(head, tail, windows, baselines, cells, alphas, weights, max_evaluations):
+def _ig_batch_naive(head, tail, windows, baselines, cells, alphas, weights):
     "The straightforward reference: one cell at a time, the whole network at every step."
-    return tf.concat([_ig_batch_general(head, tail, windows, baselines, [c], alphas, weights, max_evaluations) for c in cells], axis=1)
+    return tf.concat([_ig_batch_general(head, tail, windows, baselines, [c], alphas, weights) for c in cells], axis=1)
 
 # %% ../nbs/06_attribution.ipynb #a506b7b1
 def _outputs(model, windows, cells, batch_size=256):
@@ -149,9 +150,9 @@ def integrated_gradients(model: keras.Model, # a chain model such as the BN-CNN
     if method not in _METHODS: raise ValueError(f"method must be one of {', '.join(_METHODS)} or 'auto', got {method!r}")
     if method == 'fast' and not (isinstance(model.get_layer(layer), keras.layers.Conv2D) and layer == model.layers[1].name):
         raise ValueError(f"the fast path needs a layer linear in the stimulus (conv1 on the input), not {layer!r}")
-    run = _METHODS[method]
+    run = partial(_ig_batch_fast, max_evaluations=max_evaluations) if method == 'fast' else _METHODS[method]
     parts = [run(head, tail, tf.constant(windows[i:i + window_batch]), tf.constant(baseline[i:i + window_batch]), cells,
-                 alphas, weights, max_evaluations).numpy() for i in range(0, len(windows), window_batch)]
+                 alphas, weights).numpy() for i in range(0, len(windows), window_batch)]
     return Attribution(np.concatenate(parts), _outputs(model, windows, cells), _outputs(model, baseline, cells), cells, layer, steps, rule)
 
 # %% ../nbs/06_attribution.ipynb #0b2b4e50

@@ -12,7 +12,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['FRAME_RATE', 'PIXEL_UM', 'PRESETS', 'Preset', 'running_under_test', 'get_preset', 'configure_threads',
-           'seed_everything', 'artifact_dir', 'atomic_write', 'write_json', 'write_preset_summary']
+           'seed_everything', 'artifact_dir', 'atomic_write', 'write_json']
 
 # %% ../nbs/00_core.ipynb #1aaa951b
 FRAME_RATE = 100  # stimulus frames (and response bins) per second: 10 ms bins
@@ -106,9 +106,10 @@ def configure_threads(num_threads: int | None = None, # threads per op pool; Non
 
 configure_threads()
 
-# %% ../nbs/00_core.ipynb #d5b7c3a9
+# %% ../nbs/00_core.ipynb #94fa2d64
 import importlib.abc, importlib.util, re
 
+# %% ../nbs/00_core.ipynb #d5b7c3a9
 _TF_CHATTER = re.compile(r'(WARNING): All log messages before absl::InitializeLog\(\) is called are written to STDERR'
                          r'|([IW])\d{4} [\d:.]+\s+\d+ [\w.-]+:\d+\] ')
 
@@ -202,13 +203,3 @@ def write_json(path: str | Path, # the JSON file to write
     "Write `data` as indented JSON, atomically."
     with atomic_write(path) as tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + '\n')
     return Path(path)
-
-# %% ../nbs/00_core.ipynb #0140d47f
-def write_preset_summary(out: str | Path | None = None, # output folder; default `artifact_dir()`
-                         preset: str | None = None, # preset name; default from the environment
-                        ) -> Path:
-    "Print the resolved preset and write it to `summary.json` in `out`."
-    preset = get_preset(preset)
-    out = Path(out) if out else artifact_dir()
-    print(f"preset {preset.name}: " + ', '.join(f"{k}={v}" for k, v in preset.to_dict().items() if k != 'name'))
-    return write_json(out/'summary.json', {'preset': preset.to_dict(), 'stages': {}})

@@ -1,4 +1,4 @@
-"""Data-free pruning: weight masks for Keras 3, SynFlow and its baselines, layer collapse, and a pruning study of the retina CNN.
+"""Data-free pruning: weight masks for Keras 3, SynFlow and its baselines, layer collapse, and which channels survive.
 
 Docs: https://retina-nbdev.github.io/retina_nbdev/pruning.html.md"""
 
@@ -8,22 +8,17 @@ Docs: https://retina-nbdev.github.io/retina_nbdev/pruning.html.md"""
 __all__ = ['PRUNABLE_LAYERS', 'ACTIVATION_LAYERS', 'METHODS', 'VGG16_PLAN', 'WeightMask', 'prunable_weights', 'apply_masks',
            'get_masks', 'remove_masks', 'check_compression', 'linearised_twin', 'SynFlow', 'score', 'kaiming_normal',
            'plain_cnn', 'vgg16', 'top_k_masks', 'keep_schedule', 'prune', 'magnitude_rewinding', 'maximal_compression',
-           'collapsed', 'critical_compression', 'channel_survival', 'compare_channels', 'pruning_grid', 'pruning_runs',
-           'pruning_run', 'pruning_study']
+           'collapsed', 'critical_compression', 'channel_survival', 'compare_channels']
 
 # %% ../nbs/08_pruning.ipynb #cabf2ec0
 from .core import *
-import base64, math, time
-from pathlib import Path
+import base64, math
 import numpy as np
-import pandas as pd
 import keras
 import tensorflow as tf
 from keras import layers
-from .models import bn_cnn
-from .train import fit, predict_test
-from .metrics import evaluate
 
+# %% ../nbs/08_pruning.ipynb #e3a91c57
 def _numpy(x): return keras.ops.convert_to_numpy(x)
 
 # %% ../nbs/08_pruning.ipynb #93de8ad7
@@ -386,84 +381,3 @@ def compare_channels(survival, # per-channel survival (e.g. `channel_survival`)
     top = lambda v: set(np.argsort(-v, kind='stable')[:top_k].tolist())
     rho = spearmanr(survival, importance).statistic if np.ptp(survival) and np.ptp(importance) else np.nan
     return dict(spearman=float(rho), top_k=top_k, overlap=len(top(survival) & top(importance)) / top_k)
-
-# %% ../nbs/08_pruning.ipynb #074a20e6
-def pruning_grid(preset: str | Preset | None = None, # the preset (or its name); None: `get_preset()`
-                 full: bool = False, # the full grid whatever the preset
-                ) -> dict:
-    "The pruning study's grid for a preset: compressions, methods, seeds, and the training of each pruned model."
-    preset = get_preset(preset)
-    methods = (*METHODS, 'rewinding')  # 'rewinding': iterative magnitude pruning with weight rewinding
-    if full or preset.name == 'paper':
-        return dict(compressions=tuple(np.round(np.logspace(0, 3, 7), 2)), methods=methods, seeds=(0, 1, 2),
-                    epochs=preset.epochs, max_batches=None, data_batches=4, rounds=100)
-    if preset.name == 'tiny':
-        return dict(compressions=(1.0, 10.0, 100.0), methods=methods, seeds=(0,), epochs=1, max_batches=4,
-                    data_batches=2, rounds=20)
-    return dict(compressions=(1.0, 10.0, 100.0, 1000.0), methods=methods, seeds=(0,), epochs=2, max_batches=25,
-                data_batches=2, rounds=100)
-
-# %% ../nbs/08_pruning.ipynb #dc3c428d
-def _study_row(model, recording, seed, method, compression, seconds):
-    table = evaluate(predict_test(model, recording), recording.test_repeats, recording.true_test_rates)
-    masks = get_masks(model) or {n: np.ones(tuple(getattr(*w).shape)) for n, w in prunable_weights(model).items()}
-    total, kept = sum(m.size for m in masks.values()), sum(int(m.sum()) for m in masks.values())
-    return dict(seed=seed, method=method, compression=compression, achieved=total / max(kept, 1), kept=kept,
-                collapsed=len(collapsed(masks)), r=float(table.r.fillna(0).median()),  # a constant prediction: r = 0
-                r_true=float(table.r_true.fillna(0).median()) if 'r_true' in table else np.nan,
-                survival=channel_survival(masks).round(4).tolist(), seconds=round(seconds, 1))
-
-# %% ../nbs/08_pruning.ipynb #1ec94a6e
-def pruning_runs(grid: dict, # a grid from `pruning_grid`
-                ) -> list:
-    "The independent runs of a grid: (seed, method, compression); 'dense' at 1, 'rewinding' covers every compression."
-    compressions = sorted({check_compression(c) for c in grid['compressions']})
-    unknown = set(grid['methods']) - {*METHODS, 'rewinding'}
-    if unknown: raise ValueError(f"unknown pruning methods {sorted(unknown)}; choose from {', '.join(METHODS)}, rewinding")
-    runs = []
-    for seed in grid['seeds']:
-        runs.append((seed, 'dense', 1.0))
-        runs += [(seed, m, c) for m in grid['methods'] if m != 'rewinding' for c in compressions[1:]]
-        if 'rewinding' in grid['methods']: runs.append((seed, 'rewinding', None))
-    return runs
-
-# %% ../nbs/08_pruning.ipynb #b4e014a7
-def pruning_run(recording, # a `Recording`
-                out: str | Path, # folder for the run's checkpoints; calling again resumes
-                preset: str | Preset | None, # preset of the model
-                grid: dict, # the grid (epochs, batches, rounds, compressions)
-                seed: int, # the initial weights' and training's seed
-                method: str, # 'dense', a pruning method, or 'rewinding'
-                compression: float | None = None, # for a pruning method
-               ) -> list:
-    "One independent run of the study: build the seed's initial BN-CNN, prune it, train and test it: its rows."
-    preset, out = get_preset(preset), Path(out)
-    seed_everything(seed)
-    model = bn_cnn(preset, num_cells=recording.num_cells); initial = model.get_weights()
-    def train(model, method, compression):
-        start, name = time.perf_counter(), f'{method}_{compression:g}'  # its own folder: jobs may run side by side
-        fit(model, recording, out/f'seed{seed}'/name, epochs=grid['epochs'], max_batches=grid['max_batches'],
-            seed=seed, progress=False, preset=preset)
-        return _study_row(model, recording, seed, 'dense' if compression == 1 else method, compression, time.perf_counter() - start)
-    if method == 'dense': return [train(model, 'dense', 1.0)]
-    if method == 'rewinding':
-        compressions = sorted({check_compression(c) for c in grid['compressions']})
-        results = magnitude_rewinding(model, lambda m, c: train(m, 'rewinding', c), compressions, rewind=initial)
-        return [row for c, row in results.items() if c > 1]
-    data = list(recording.dataset('train', batch_size=256, shuffle=True, seed=seed).take(grid['data_batches']))
-    prune(model, method, compression, grid['rounds'] if method == 'synflow' else 1, data=data, seed=seed)
-    return [train(model, method, compression)]
-
-# %% ../nbs/08_pruning.ipynb #714af859
-def pruning_study(recording, # a `Recording` (`retina_nbdev.data.load_recording`)
-                  out: str | Path, # folder for the runs; calling again resumes
-                  preset: str | Preset | None = None, # preset of the model and the grid
-                  grid: dict | None = None, # entries overriding `pruning_grid(preset)`
-                 ) -> pd.DataFrame:
-    "Prune, train and test the BN-CNN for each seed, method and compression of the grid: one row per trained model."
-    preset, out = get_preset(preset), Path(out)
-    grid = {**pruning_grid(preset), **(grid or {})}
-    rows = [row for run in pruning_runs(grid) for row in pruning_run(recording, out, preset, grid, *run)]
-    table = pd.DataFrame(rows)
-    with atomic_write(out/'pruning.csv') as tmp: table.to_csv(tmp, index=False)
-    return table

@@ -77,8 +77,6 @@ def effective_filters(model: keras.Model, # a BN-CNN
     return np.pad(temporal, ((0, 0), (1, 0)))  # lag 0: the response's own bin, outside the window
 
 # %% ../nbs/07_reduction.ipynb #7448556a
-from .retina import BIPOLAR_TYPES as CELL_TYPES  # the planted bipolar types name the cell types
-
 def dominant_lobe(temporal, # (lags,) a temporal filter, lag 0 = the response's bin (10 ms bins)
                   dominance: float = 0.5, # a lobe counts when its peak reaches this fraction of the largest lobe's
                  ) -> tuple:

@@ -10,7 +10,7 @@ from pathlib import Path
 def grid_jobs(preset_name, folder, methods=None):
     from retina_nbdev.core import get_preset
     from retina_nbdev.retina import simulate_experiment
-    from retina_nbdev.pruning import pruning_grid, pruning_runs
+    from retina_nbdev.pruning_study import pruning_grid, pruning_runs
     from retina_nbdev.distributed import Job
     preset = get_preset(preset_name)
     recording = simulate_experiment(preset, 'naturalscene', seed=0, out=folder/'data')

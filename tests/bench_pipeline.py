@@ -4,7 +4,7 @@ skipped), through the library and through the CLI; and the local executor readin
     python tests/bench_pipeline.py [--preset tiny]
 
 Prints the figures; asserts nothing (they depend on the machine). The logical facts behind them are tested: a second
-run rewrites no manifest and reports every stage skipped (`10_pipeline`, tests/test_pipeline.py), and an executor
+run rewrites no manifest and reports every stage skipped (`10a_pipeline`, tests/test_pipeline.py), and an executor
 given finished jobs returns their stored records without running them (`11_distributed`).
 """
 import argparse, subprocess, sys, tempfile, time
@@ -35,7 +35,8 @@ def main():
         print(f"{args.preset} study: first run {first:.1f} s; second run (every stage skipped) {second:.2f} s in the library, "
               f"{again:.2f} s by `retina-nbdev run` (a fresh process)", flush=True)
         toy = toy_recording(folder/'toy.h5', train_frames=1000, test_frames=200)
-        jobs = [Job(f'seed{seed}', 'retina_nbdev.distributed:example_training_job', dict(recording=str(toy), epochs=1), seed) for seed in range(2)]
+        training = dict(recording=str(toy), preset='tiny', model='cnn', epochs=1, out=str(folder/'models'))
+        jobs = [Job(f'seed{seed}', 'retina_nbdev.pipeline:train_job', training, seed) for seed in range(2)]
         first = timed(lambda: LocalExecutor().map(jobs, folder/'jobs'))
         second = timed(lambda: LocalExecutor().map(jobs, folder/'jobs'))
         print(f"local executor, {len(jobs)} training jobs: {first:.1f} s; again, finished (read back): {second:.3f} s", flush=True)

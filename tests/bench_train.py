@@ -102,7 +102,7 @@ MEMORY_SCRIPT = textwrap.dedent('''
     from retina_nbdev.core import PRESETS
     from retina_nbdev.data import write_recording, load_recording
     from retina_nbdev.models import bn_cnn
-    from retina_nbdev.train import fit
+    from retina_nbdev.train import fit, TrainingConfig
     preset, minutes, folder = PRESETS['paper'], float(sys.argv[1]), Path(sys.argv[2])
     frames = int(minutes * 60 * 100)
     rng = np.random.default_rng(0)
@@ -117,7 +117,7 @@ MEMORY_SCRIPT = textwrap.dedent('''
     recording = load_recording(path, history=preset.history, nskip=preset.nskip)
     model = bn_cnn('paper')
     start = time.perf_counter()
-    fit(model, recording, folder/'run', epochs=1, batch_size=5000, max_batches=3, progress=False)
+    fit(model, recording, folder/'run', TrainingConfig(epochs=1, batch_size=5000, max_batches=3), progress=False)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"MEMORY {frames} {peak / 2**20:.2f} {time.perf_counter() - start:.1f}")
 ''')

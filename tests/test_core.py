@@ -1,10 +1,10 @@
 """Presets, seeding, artifact paths: the foundation every other module relies on."""
-import json, os, subprocess, sys
+import os, subprocess, sys
 
 import numpy as np
 import pytest
 
-from retina_nbdev.core import PRESETS, artifact_dir, get_preset, seed_everything, write_preset_summary
+from retina_nbdev.core import PRESETS, artifact_dir, get_preset, seed_everything
 
 
 def test_tiny_under_test(monkeypatch):
@@ -61,13 +61,9 @@ def test_bad_seed():
     with pytest.raises(ValueError, match='seed'): seed_everything(-1)
 
 
-def test_artifact_dir_and_summary(tmp_path, monkeypatch):
+def test_artifact_dir(tmp_path, monkeypatch):
     monkeypatch.setenv('RETINA_HOME', str(tmp_path/'home'))
     assert artifact_dir('data') == tmp_path/'home'/'data' and (tmp_path/'home'/'data').is_dir()
-    path = write_preset_summary(preset='small')
-    summary = json.loads(path.read_text())
-    assert path == tmp_path/'home'/'summary.json' and summary['preset']['name'] == 'small'
-    assert summary['preset']['pixels'] == PRESETS['small'].pixels
 
 
 def _threads_after_matmul(env):

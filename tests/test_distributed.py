@@ -71,7 +71,7 @@ print(json.dumps(dict(records=records, pins=pins)))
 def test_two_nodes_on_loopback(tiny_study, local_grid, tmp_path):
     "Two Ray nodes, each with its own custom resource (`ray start --resources`); a job asking for one runs on that node."
     from retina_nbdev.pipeline import recording_of
-    from retina_nbdev.pruning import pruning_grid
+    from retina_nbdev.pruning_study import pruning_grid
     # a fresh HOME: an auth token another Ray session left in ~/.ray must not meet a cluster that has none
     port, env = _free_port(), {**ENV, 'HOME': str(tmp_path/'home')}
     common = ['--node-ip-address=127.0.0.1', '--num-cpus=1', '--disable-usage-stats']

@@ -10,7 +10,7 @@ sys.path.insert(0, str(ROOT/'tools'))
 import build_docs  # noqa: E402
 
 CORE_API = ['Preset', 'running_under_test', 'get_preset', 'configure_threads', 'seed_everything', 'artifact_dir',
-            'atomic_write', 'write_json', 'write_preset_summary']
+            'atomic_write', 'write_json']
 
 
 def _png(width=6, height=4) -> bytes:
@@ -81,7 +81,7 @@ def site(tmp_path_factory):
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     notebooks = build_docs.find_notebooks(nbs)
-    return dict(tmp=tmp, nbs=nbs, out=out, readme=readme, log=result.stdout,
+    return dict(tmp=tmp, nbs=nbs, out=out, readme=readme, log=result.stdout + result.stderr,
                 pages={nb.as_posix(): build_docs.page_name(nb) for nb in notebooks})
 
 
@@ -109,6 +109,10 @@ def test_every_sidebar_links_every_page(site):
                    for href in links.sidebar if not re.match(r'^[a-z]+:', href)}
         assert targets >= pages, f'{page}: sidebar misses {sorted(pages - targets)}'
         for target in targets: assert (out/target).exists(), f'{page} links to missing {target}'
+
+
+def test_no_cell_mixes_imports_with_code(site):
+    assert 'Found cells containing imports' not in site['log']  # nbdev runs such cells at every docs build
 
 
 def test_figure_embedded(site):

@@ -1,7 +1,7 @@
 """The main job end to end: `retina-nbdev run --preset tiny`, a second run, resumption after SIGKILL, and bad data.
 
 The finished study is the session's `tiny_study` (tests/conftest.py), shared with tests/test_distributed.py. The CLI's
-bad flags are checked in `10a_cli`, on `main` itself."""
+bad flags are checked in `10c_cli`, on `main` itself."""
 import json, os, shutil, signal, subprocess, time
 from pathlib import Path
 
@@ -17,7 +17,8 @@ def finished_run(tiny_study):
 
 
 def test_report_and_summary(finished_run):
-    from retina_nbdev.pipeline import STAGES, REPORT_SECTIONS
+    from retina_nbdev.pipeline import STAGES
+    from retina_nbdev.report import REPORT_SECTIONS
     summary = json.loads((finished_run/'summary.json').read_text())
     html = (finished_run/'report.html').read_text()
     assert set(STAGES) - {'report'} <= set(summary['stages']) and set(summary['timings']) >= set(STAGES) - {'report'}
@@ -26,7 +27,7 @@ def test_report_and_summary(finished_run):
     evaluation = summary['stages']['evaluate']
     assert -1 <= evaluation['cnn']['r'] <= evaluation['cnn']['ceiling'] + 0.2 and 0 < evaluation['cnn']['ceiling'] <= 1
     assert summary['stages']['attribute']['max_completeness_error'] < 0.05  # attributions add up to the responses
-    assert set(summary['stages']['train']) == {'cnn', 'ln'}  # several model seeds: the 10_pipeline notebook's tiny run
+    assert set(summary['stages']['train']) == {'cnn', 'ln'}  # several model seeds: the 10a_pipeline notebook's tiny run
     assert summary['stages']['prune']['jobs'] == len(summary['stages']['prune']['median_r']) - 1  # rewinding: one job, two compressions
     for name in ('Pruning: test correlation vs compression', 'Reduced circuits and their ground-truth score', 'The four phenomena: retina vs CNN'):
         assert name in html
@@ -124,7 +125,8 @@ def test_a_new_pruning_grid_reruns_prune_and_report_only(finished_run, tmp_path)
 
 def test_several_model_seeds(finished_run, tmp_path):
     "`--model-seeds 2`: the CNN from the run's seed and the next, both scored, their spread in the summary and the report."
-    from retina_nbdev.pipeline import RunConfig, write_report
+    from retina_nbdev.stages import RunConfig
+    from retina_nbdev.report import write_report
     run = copy_stages(finished_run, tmp_path/'run', ['simulate'])  # the same recording: simulate is skipped
     done = _cli('evaluate', '--out', run, '--preset', 'tiny', '--model-seeds', '2', '--quiet', timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -11,12 +11,12 @@ from pathlib import Path
 from retina_nbdev.core import seed_everything
 from retina_nbdev.data import load_recording
 from retina_nbdev.models import bn_cnn
-from retina_nbdev.train import fit
+from retina_nbdev.train import fit, TrainingConfig
 recording_path, out, epochs = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 recording = load_recording(recording_path, history=20)
 seed_everything(0)
 model = bn_cnn('tiny', num_cells=recording.num_cells)
-state = fit(model, recording, out, epochs=epochs, batch_size=64, learning_rate=5e-3, progress=False)
+state = fit(model, recording, out, TrainingConfig(epochs=epochs, batch_size=64, learning_rate=5e-3), progress=False)
 np.savez(out/'final.npz', *model.get_weights())
 print('epochs', state.epoch)
 '''
