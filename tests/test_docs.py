@@ -170,6 +170,8 @@ def test_readme(site):
     assert first_screen.startswith('# retina_nbdev')
     assert 'make demo' in first_screen and 'make test' in first_screen
     assert '#|' not in text and 'default_exp' not in text  # directives and hidden cells left out
+    images = re.findall(r'!\[\]\(([^)]+)\)', text)
+    assert images and all((site['readme'].parent/link).is_file() for link in images), images  # figures beside it, linked relative to it
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -192,7 +192,7 @@ def _output_markdown(output: dict, cell_index: int, output_index: int, images: P
         name = f'cell-{cell_index}-output-{output_index}.png'
         images.mkdir(parents=True, exist_ok=True)
         (images/name).write_bytes(base64.b64decode(''.join(data['image/png'])))
-        return f'![]({images.parent.name}/{images.name}/{name})'
+        return f'![]({images.name}/{name})'  # beside the README, so relative to it
     return f"```\n{''.join(data['text/plain']).rstrip()}\n```" if 'text/plain' in data else ''
 
 def readme_markdown(notebook: Path, images: Path | None = None) -> str:
