@@ -13,6 +13,7 @@ __all__ = ['STAGES', 'RunOptions', 'RunConfig', 'Stage', 'stage', 'file_hash', '
 from .core import *
 import ast, hashlib, importlib.util, inspect, json, os, platform, re, shutil, tempfile, time
 from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -115,8 +116,9 @@ def library_modules(source: str, # Python source
             found.add(name); todo.append(Path(spec.origin).read_text())
     return found
 
+@lru_cache(maxsize=64)
 def _functions(source):
-    "Each top-level function and class of a module's source, by name."
+    "Each top-level function and class of a module's source, by name (parsed once per source: every stage key reads its module)."
     tree = ast.parse(source)
     return {node.name: ast.get_source_segment(source, node) for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
 
