@@ -35,8 +35,9 @@ def fft_conv1(chunks, # (n, T, H, W) movie chunks: T = L + history - 1 consecuti
     num_frames, height, width = chunks.shape[1:]
     flipped = tf.reverse(tf.transpose(kernel, (3, 2, 0, 1)), axis=[1, 2, 3])  # (C, history, k, k)
     padded = tf.pad(flipped, [[0, 0], [0, num_frames - history], [0, height - size], [0, width - size]])
-    full = _inverse_spectrum(_spectrum(chunks)[:, None] * _spectrum(padded)[None], height, width)  # (n, C, T, H, W)
-    valid = tf.transpose(full[:, :, history - 1:, size - 1:, size - 1:], (0, 2, 3, 4, 1))
+    spectrum, kernels = _spectrum(chunks), _spectrum(padded)  # (n, T, H, W//2+1), (C, T, H, W//2+1)
+    valid = tf.stack([_inverse_spectrum(spectrum * kernels[c][None], height, width)[:, history - 1:, size - 1:, size - 1:]
+                      for c in range(channels)], -1)  # one channel at a time: (n, L, H-k+1, W-k+1, C)
     out = tf.reshape(valid, (-1, height - size + 1, width - size + 1, channels))
     return out if bias is None else out + bias
 
@@ -137,9 +138,11 @@ def predict_chunked(model: keras.Model, # a model for which `supports_chunks` is
     num_samples, tail = int(frames.shape[0]) - history, model_tail(model)
     if num_samples < 1: raise ValueError(f"a movie of {frames.shape[0]} frames is shorter than the history {history} + 1")
     stop = num_samples if stop is None else stop
-    padded = tf.pad(frames, [[0, chunk_length], [0, 0], [0, 0]])  # the last chunk may run past the end
-    outputs = [chunked_forward(model, gather_chunks(padded, None, [first], chunk_length, history)[0], tail).numpy()
-               for first in range(start, stop, chunk_length)]
+    span = chunk_length + history - 1  # the frames one chunk reads
+    def chunk(first):  # one chunk, cut from the movie (never a padded copy of all of it); the last is zero-padded
+        piece = frames[first:first + span]
+        return tf.pad(piece, [[0, span - int(piece.shape[0])], [0, 0], [0, 0]])[None]
+    outputs = [chunked_forward(model, chunk(first), tail).numpy() for first in range(start, stop, chunk_length)]
     return np.concatenate(outputs)[:stop - start]
 
 # %% ../nbs/04_chunked.ipynb #4d60dfd9

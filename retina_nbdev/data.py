@@ -229,6 +229,36 @@ def _zscore(frames, key, source, mean=None, std=None, chunk=4096):
     for i in rows: frames[i:i + chunk] = (frames[i:i + chunk] - mean) / std
     return mean, std
 
+# %% ../nbs/01_data.ipynb #1d0c358e
+def _aligned_empty(shape: tuple, # (T, H, W)
+                   first_row: int = 0, # the row that must start on the boundary
+                   align: int = 64, # bytes; TensorFlow's CPU allocator's alignment
+                  ) -> np.ndarray:
+    "An uninitialised float32 array whose row `first_row` starts on an `align`-byte boundary."
+    row_bytes, size = int(np.prod(shape[1:])) * 4, int(np.prod(shape)) * 4
+    raw = np.empty(size + align, np.uint8)
+    offset = -(raw.ctypes.data + first_row * row_bytes) % align
+    return raw[offset:offset + size].view(np.float32).reshape(shape)
+
+def _as_tensor(array: np.ndarray, # a float32 array, C-contiguous
+              ):
+    "A float32 tensor on the memory of `array` (DLPack, no copy) when it is 64-byte aligned; a copy otherwise."
+    import tensorflow as tf
+    if array.dtype == np.float32 and array.flags.c_contiguous and array.ctypes.data % 64 == 0 and array.size:
+        return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+    return tf.convert_to_tensor(array, tf.float32)
+
+# %% ../nbs/01_data.ipynb #114eb9f0
+def _read_movie(f, key, source, skip=0):
+    "Read and check a movie (T, H, W) of an open file into a float32 array whose frame `skip` is 64-byte aligned."
+    if key not in f or not isinstance(f[key], h5py.Dataset): raise ValueError(f"{source}: missing '{key}' (see the layout in retina_nbdev.data)")
+    data = f[key]
+    if data.ndim != 3: raise ValueError(f"{source}: '{key}' must be 3-D, got shape {data.shape}")
+    if data.dtype.kind not in 'biuf': raise ValueError(f"{source}: '{key}' must be numeric, got dtype {data.dtype}")
+    movie = _aligned_empty(data.shape, min(skip, len(data)))
+    if movie.size: data.read_direct(movie)  # HDF5 converts the stored type into float32 as it reads
+    return _check(movie, key, source, 3)
+
 # %% ../nbs/01_data.ipynb #31d40c72
 def _check_selection(cells, num_cells, source):
     "0-based cell indices as a tuple; a `ValueError` for an empty, duplicated or out-of-range selection."
@@ -307,9 +337,9 @@ class Recording:
                 + ', '.join(f"{s} {self.num_samples(s)}" for s in ('train', 'validation', 'test')) + ' samples)')
 
 # %% ../nbs/01_data.ipynb #64d9fe60
-def _read_block(f, name, source):
-    "The stimulus (T, H, W) and rates (n_cells, T) of block `name`, after checking every key of the block."
-    stimulus = _read(f, f'{name}/stimulus', source, 3)
+def _read_block(f, name, source, skip=0):
+    "The stimulus (T, H, W; frame `skip` aligned) and rates (n_cells, T) of block `name`, after checking every key of the block."
+    stimulus = _read_movie(f, f'{name}/stimulus', source, skip)
     arrays = {k: _read(f, f'{name}/{k}', source, 1 if k == 'time' else 2, nonneg=k != 'time') for k in ('time', 'response/firing_rate_10ms', 'response/binned')}
     for k, array in arrays.items():
         if array.shape[-1] != len(stimulus): raise ValueError(f"{source}: '{name}/{k}' has {array.shape[-1]} bins but '{name}/stimulus' has {len(stimulus)} frames")
@@ -338,12 +368,11 @@ def load_recording(path: str | Path, # the recording file, in the Baccus-lab lay
                    cells: list | None = None, # 0-based indices of the cells to keep; None keeps all
                   ) -> Recording:
     "Load, validate and z-score a recording; windows are cut later, lazily, by `Recording.dataset`."
-    import tensorflow as tf
     path = Path(path)
     for name, value, low in (('history', history, 1), ('nskip', nskip, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low: raise ValueError(f"{path}: {name} must be an integer >= {low}, got {value!r}")
     with _open(path) as f:
-        (train, train_rates), (test, test_rates) = _read_block(f, 'train', path), _read_block(f, 'test', path)
+        (train, train_rates), (test, test_rates) = _read_block(f, 'train', path, nskip), _read_block(f, 'test', path, nskip)
         if len(test_rates) != len(train_rates): raise ValueError(f"{path}: 'train/response' has {len(train_rates)} cells but 'test/response' has {len(test_rates)}")
         if train.shape[1:] != test.shape[1:]: raise ValueError(f"{path}: 'train/stimulus' and 'test/stimulus' frames differ in size")
         repeats = _read_repeats(f, len(train_rates), len(test), path)
@@ -355,6 +384,6 @@ def load_recording(path: str | Path, # the recording file, in the Baccus-lab lay
     mean, std = _zscore(train, 'train/stimulus', path)
     _zscore(test, 'test/stimulus', path, mean, std)
     align = lambda rates: None if rates is None else np.ascontiguousarray(rates[list(cells), nskip + history:].T)  # -> (samples, cells)
-    frames = {'train': tf.convert_to_tensor(train[nskip:]), 'test': tf.convert_to_tensor(test[nskip:])}
+    frames = {'train': _as_tensor(train[nskip:]), 'test': _as_tensor(test[nskip:])}  # no copy: the tensors are these arrays
     return Recording(path, int(history), int(nskip), cells, mean, std, align(train_rates), align(test_rates),
                      np.stack([align(r) for r in repeats.transpose(1, 0, 2)]), align(true_test), truth, attrs, frames)
