@@ -10,6 +10,7 @@ __all__ = ['fft_conv1', 'chunk_windows', 'model_tail', 'supports_chunks', 'chunk
 
 # %% ../nbs/04_chunked.ipynb #307fa98d
 from .core import *
+from .data import as_frames
 import numpy as np
 import keras
 import tensorflow as tf
@@ -101,7 +102,7 @@ def gather_chunks(frames, # (T, H, W) frames of a block, a tensor
                  ):
     "Frames (n, L + history - 1, H, W) and targets (n*L, num_cells) of the chunks starting at `starts`."
     starts = tf.constant(np.asarray(starts), tf.int64)
-    frames = tf.gather(frames, starts[:, None] + tf.range(chunk_length + history - 1, dtype=tf.int64))
+    frames = tf.cast(tf.gather(frames, starts[:, None] + tf.range(chunk_length + history - 1, dtype=tf.int64)), tf.float32)
     if targets is None: return frames, None
     rows = tf.reshape(starts[:, None] + tf.range(chunk_length, dtype=tf.int64), [-1])
     return frames, tf.gather(targets, rows)
@@ -134,14 +135,14 @@ def predict_chunked(model: keras.Model, # a model for which `supports_chunks` is
                    ) -> np.ndarray:
     "The model's rates for samples [start, stop) of a movie, (stop - start, num_cells), in inference mode."
     history = history or model.input_shape[-1]
-    frames = tf.convert_to_tensor(frames, tf.float32)
+    frames = as_frames(frames)  # float16 frames: each chunk is cast
     num_samples, tail = int(frames.shape[0]) - history, model_tail(model)
     if num_samples < 1: raise ValueError(f"a movie of {frames.shape[0]} frames is shorter than the history {history} + 1")
     stop = num_samples if stop is None else stop
     span = chunk_length + history - 1  # the frames one chunk reads
     def chunk(first):  # one chunk, cut from the movie (never a padded copy of all of it); the last is zero-padded
         piece = frames[first:first + span]
-        return tf.pad(piece, [[0, span - int(piece.shape[0])], [0, 0], [0, 0]])[None]
+        return tf.pad(tf.cast(piece, tf.float32), [[0, span - int(piece.shape[0])], [0, 0], [0, 0]])[None]
     outputs = [chunked_forward(model, chunk(first), tail).numpy() for first in range(start, stop, chunk_length)]
     return np.concatenate(outputs)[:stop - start]
 

@@ -14,8 +14,8 @@ import h5py
 import numpy as np
 
 # %% auto #0
-__all__ = ['VALIDATION_FRACTION', 'BLOCK_KEYS', 'recording_path', 'repeat_key', 'write_recording', 'toy_recording',
-           'read_ground_truth', 'window_dataset', 'Recording', 'load_recording']
+__all__ = ['VALIDATION_FRACTION', 'BLOCK_KEYS', 'FRAME_DTYPES', 'recording_path', 'repeat_key', 'write_recording',
+           'toy_recording', 'read_ground_truth', 'as_frames', 'window_dataset', 'Recording', 'load_recording']
 
 # %% ../nbs/01_data.ipynb #753c12c7
 VALIDATION_FRACTION = 0.05  # training samples held out for validation, as one block at the end of the training movie
@@ -180,12 +180,20 @@ def read_ground_truth(path: str | Path, # a recording file
 
 # %% ../nbs/01_data.ipynb #d15cdea7
 def _gather_windows(frames, index, history):
-    "Windows (B, H, W, history) of a frame tensor (T, H, W) starting at the sample indices `index` (B,)."
+    "Float32 windows (B, H, W, history) of a frame tensor (T, H, W) starting at the sample indices `index` (B,)."
     import tensorflow as tf
-    return tf.transpose(tf.gather(frames, index[:, None] + tf.range(history, dtype=index.dtype)), [0, 2, 3, 1])
+    windows = tf.gather(frames, index[:, None] + tf.range(history, dtype=index.dtype))
+    return tf.transpose(tf.cast(windows, tf.float32), [0, 2, 3, 1])  # float16 frames: only the batch is cast
+
+def as_frames(frames, # (T, H, W) movie: an array, or a tensor
+             ):
+    "A movie as a tensor to cut windows from: a float32 or float16 tensor as it is, anything else as a float32 copy."
+    import tensorflow as tf
+    if tf.is_tensor(frames) and frames.dtype in (tf.float32, tf.float16): return frames
+    return tf.convert_to_tensor(frames, tf.float32)
 
 # %% ../nbs/01_data.ipynb #7bafbd5d
-def window_dataset(frames, # (T, H, W) movie: a tensor is used as is, an array is copied into one tensor
+def window_dataset(frames, # (T, H, W) movie: a float32 or float16 tensor is used as is, an array is copied into one
                    history: int, # frames per window
                    targets=None, # (T - history, n) responses aligned to samples, or None for windows only
                    start: int = 0, # first sample
@@ -196,7 +204,7 @@ def window_dataset(frames, # (T, H, W) movie: a tensor is used as is, an array i
                   ):
     "A `tf.data.Dataset` of window batches (B, H, W, history), with their targets if given, cut lazily by index."
     import tensorflow as tf
-    frames = tf.convert_to_tensor(frames, tf.float32)
+    frames = as_frames(frames)
     num = int(frames.shape[0]) - history if frames.shape.rank == 3 else 0
     stop = num if stop is None else stop
     if not (frames.shape.rank == 3 and history >= 1 and 0 <= start < stop <= num):
@@ -219,45 +227,59 @@ def _read(f, key, source, ndim, nonneg=False):
     return _check(data.astype(np.float32)[()], key, source, ndim, nonneg)
 
 # %% ../nbs/01_data.ipynb #b91c2f84
-def _zscore(frames, key, source, mean=None, std=None, chunk=4096):
-    "Z-score float32 `frames` in place, in chunks, with the given or their own mean and std; return (mean, std)."
+def _zscore(frames, key, source, mean=None, std=None, chunk=4096, out=None):
+    "Z-score `frames` (an array, or a dataset of an open file) in chunks into `out` (None: in place); return (mean, std)."
+    out = frames if out is None else out
     rows = range(0, len(frames), chunk)
     if mean is None:
         mean = sum(float(frames[i:i + chunk].sum(dtype=np.float64)) for i in rows) / frames.size
         std = math.sqrt(sum(float(np.square(frames[i:i + chunk] - mean, dtype=np.float64).sum()) for i in rows) / frames.size)
         if not std > 0: raise ValueError(f"{source}: '{key}' has zero variance: a constant stimulus cannot be z-scored")
-    for i in rows: frames[i:i + chunk] = (frames[i:i + chunk] - mean) / std
+    for i in rows: out[i:i + chunk] = (frames[i:i + chunk] - mean) / std
     return mean, std
 
 # %% ../nbs/01_data.ipynb #1d0c358e
 def _aligned_empty(shape: tuple, # (T, H, W)
                    first_row: int = 0, # the row that must start on the boundary
                    align: int = 64, # bytes; TensorFlow's CPU allocator's alignment
+                   dtype=np.float32, # float32, or float16
                   ) -> np.ndarray:
-    "An uninitialised float32 array whose row `first_row` starts on an `align`-byte boundary."
-    row_bytes, size = int(np.prod(shape[1:])) * 4, int(np.prod(shape)) * 4
+    "An uninitialised array whose row `first_row` starts on an `align`-byte boundary."
+    itemsize = np.dtype(dtype).itemsize
+    row_bytes, size = int(np.prod(shape[1:])) * itemsize, int(np.prod(shape)) * itemsize
     raw = np.empty(size + align, np.uint8)
     offset = -(raw.ctypes.data + first_row * row_bytes) % align
-    return raw[offset:offset + size].view(np.float32).reshape(shape)
+    return raw[offset:offset + size].view(dtype).reshape(shape)
 
-def _as_tensor(array: np.ndarray, # a float32 array, C-contiguous
+def _as_tensor(array: np.ndarray, # a float32 or float16 array, C-contiguous
               ):
-    "A float32 tensor on the memory of `array` (DLPack, no copy) when it is 64-byte aligned; a copy otherwise."
+    "A tensor on the memory of a float32 or float16 `array` (DLPack, no copy) when it is 64-byte aligned; a float32 copy otherwise."
     import tensorflow as tf
-    if array.dtype == np.float32 and array.flags.c_contiguous and array.ctypes.data % 64 == 0 and array.size:
+    if array.dtype in (np.float32, np.float16) and array.flags.c_contiguous and array.ctypes.data % 64 == 0 and array.size:
         return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
     return tf.convert_to_tensor(array, tf.float32)
 
 # %% ../nbs/01_data.ipynb #114eb9f0
-def _read_movie(f, key, source, skip=0):
-    "Read and check a movie (T, H, W) of an open file into a float32 array whose frame `skip` is 64-byte aligned."
+def _read_movie(f, key, source, skip=0, dtype=np.float32):
+    "Check a movie (T, H, W) of an open file; float32: read it into an array whose frame `skip` is 64-byte aligned."
     if key not in f or not isinstance(f[key], h5py.Dataset): raise ValueError(f"{source}: missing '{key}' (see the layout in retina_nbdev.data)")
     data = f[key]
     if data.ndim != 3: raise ValueError(f"{source}: '{key}' must be 3-D, got shape {data.shape}")
     if data.dtype.kind not in 'biuf': raise ValueError(f"{source}: '{key}' must be numeric, got dtype {data.dtype}")
+    if dtype != np.float32:  # read later, chunk by chunk, as it is z-scored into float16
+        if not _all_finite(data): raise ValueError(f"{source}: '{key}' contains NaN or inf")
+        return data
     movie = _aligned_empty(data.shape, min(skip, len(data)))
     if movie.size: data.read_direct(movie)  # HDF5 converts the stored type into float32 as it reads
     return _check(movie, key, source, 3)
+
+# %% ../nbs/01_data.ipynb #2d4ae1f5
+FRAME_DTYPES = ('float32', 'float16')  # how `load_recording` can hold the z-scored movies
+
+def _zscored(movie, key, source, skip, dtype, stats=None):
+    "Z-score a movie: a float32 array in place, or a dataset of an open file into a new float16 array; (movie, mean, std)."
+    out = movie if dtype == np.float32 else _aligned_empty(movie.shape, min(skip, len(movie)), dtype=dtype)
+    return (out, *_zscore(movie, key, source, *(stats or (None, None)), out=out))
 
 # %% ../nbs/01_data.ipynb #31d40c72
 def _check_selection(cells, num_cells, source):
@@ -298,7 +320,7 @@ class Recording:
     true_test_rates: np.ndarray | None  # noiseless test rates from `ground_truth/true_rate_test`, or None
     ground_truth: dict | None  # the `ground_truth` group, or None for a real recording
     attrs: dict  # the file's attributes
-    frames: dict  # {'train': tensor (T_train - nskip, H, W), 'test': tensor}: the z-scored movies, float32
+    frames: dict  # {'train': tensor (T_train - nskip, H, W), 'test': tensor}: the z-scored movies, float32 (or float16)
 
     @property
     def num_cells(self): return len(self.cells)
@@ -307,7 +329,7 @@ class Recording:
     def sample_range(self, split): return _splits(len(self.train_rates), len(self.test_rates), self.history)[_split_name(split)]
     def num_samples(self, split): return (lambda start, stop: stop - start)(*self.sample_range(split))
     def targets(self, split): return (self.test_rates if split == 'test' else self.train_rates)[slice(*self.sample_range(split))]
-    def stimulus(self, block): return self.frames[_split_name(block, ('train', 'test'))].numpy()  # a z-scored copy
+    def stimulus(self, block): return np.asarray(self.frames[_split_name(block, ('train', 'test'))].numpy(), np.float32)  # a z-scored copy
     def _block(self, split): return self.frames['test' if _split_name(split) == 'test' else 'train']
 
     def dataset(self, split: str = 'train', # 'train', 'validation' or 'test'
@@ -337,9 +359,9 @@ class Recording:
                 + ', '.join(f"{s} {self.num_samples(s)}" for s in ('train', 'validation', 'test')) + ' samples)')
 
 # %% ../nbs/01_data.ipynb #64d9fe60
-def _read_block(f, name, source, skip=0):
+def _read_block(f, name, source, skip=0, dtype=np.float32):
     "The stimulus (T, H, W; frame `skip` aligned) and rates (n_cells, T) of block `name`, after checking every key of the block."
-    stimulus = _read_movie(f, f'{name}/stimulus', source, skip)
+    stimulus = _read_movie(f, f'{name}/stimulus', source, skip, dtype)
     arrays = {k: _read(f, f'{name}/{k}', source, 1 if k == 'time' else 2, nonneg=k != 'time') for k in ('time', 'response/firing_rate_10ms', 'response/binned')}
     for k, array in arrays.items():
         if array.shape[-1] != len(stimulus): raise ValueError(f"{source}: '{name}/{k}' has {array.shape[-1]} bins but '{name}/stimulus' has {len(stimulus)} frames")
@@ -366,23 +388,26 @@ def load_recording(path: str | Path, # the recording file, in the Baccus-lab lay
                    history: int, # frames per window (40 = 400 ms in the paper)
                    nskip: int = 0, # bins dropped at the start of each block
                    cells: list | None = None, # 0-based indices of the cells to keep; None keeps all
+                   dtype: str = 'float32', # the movies in memory: 'float32', or 'float16' (half the memory; windows are float32)
                   ) -> Recording:
     "Load, validate and z-score a recording; windows are cut later, lazily, by `Recording.dataset`."
     path = Path(path)
     for name, value, low in (('history', history, 1), ('nskip', nskip, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low: raise ValueError(f"{path}: {name} must be an integer >= {low}, got {value!r}")
+    if dtype not in FRAME_DTYPES: raise ValueError(f"dtype must be one of {', '.join(FRAME_DTYPES)}, got {dtype!r}")
+    dtype = np.dtype(dtype)
     with _open(path) as f:
-        (train, train_rates), (test, test_rates) = _read_block(f, 'train', path, nskip), _read_block(f, 'test', path, nskip)
+        (train, train_rates), (test, test_rates) = _read_block(f, 'train', path, nskip, dtype), _read_block(f, 'test', path, nskip, dtype)
         if len(test_rates) != len(train_rates): raise ValueError(f"{path}: 'train/response' has {len(train_rates)} cells but 'test/response' has {len(test_rates)}")
         if train.shape[1:] != test.shape[1:]: raise ValueError(f"{path}: 'train/stimulus' and 'test/stimulus' frames differ in size")
         repeats = _read_repeats(f, len(train_rates), len(test), path)
         truth = _read_node(f['ground_truth']) if 'ground_truth' in f else None
         attrs = {k: v.item() if isinstance(v, np.generic) else v for k, v in f.attrs.items()}
-    if min(b - a for a, b in _splits(len(train) - nskip - history, len(test) - nskip - history, history).values()) < 1:
-        raise ValueError(f"{path}: history {history} + nskip {nskip} is longer than the data ('train/stimulus' has {len(train)} frames, 'test/stimulus' {len(test)})")
-    cells, true_test = _check_selection(cells, len(train_rates), path), _true_test_rates(truth, len(train_rates), len(test), path)
-    mean, std = _zscore(train, 'train/stimulus', path)
-    _zscore(test, 'test/stimulus', path, mean, std)
+        if min(b - a for a, b in _splits(len(train) - nskip - history, len(test) - nskip - history, history).values()) < 1:
+            raise ValueError(f"{path}: history {history} + nskip {nskip} is longer than the data ('train/stimulus' has {len(train)} frames, 'test/stimulus' {len(test)})")
+        cells, true_test = _check_selection(cells, len(train_rates), path), _true_test_rates(truth, len(train_rates), len(test), path)
+        train, mean, std = _zscored(train, 'train/stimulus', path, nskip, dtype)
+        test, _, _ = _zscored(test, 'test/stimulus', path, nskip, dtype, (mean, std))  # with the training movie's mean and std
     align = lambda rates: None if rates is None else np.ascontiguousarray(rates[list(cells), nskip + history:].T)  # -> (samples, cells)
     frames = {'train': _as_tensor(train[nskip:]), 'test': _as_tensor(test[nskip:])}  # no copy: the tensors are these arrays
     return Recording(path, int(history), int(nskip), cells, mean, std, align(train_rates), align(test_rates),

@@ -28,14 +28,17 @@ def pruning_grid(preset: str | Preset | None = None, # the preset (or its name);
                 ) -> dict:
     "The pruning study's grid for a preset: compressions, methods, seeds, and the training of each pruned model."
     preset = get_preset(preset)
-    if full or preset.name == 'paper':
-        return dict(compressions=tuple(np.round(np.logspace(0, 3, 7), 2)), methods=STUDY_METHODS, seeds=(0, 1, 2),
-                    epochs=preset.epochs, max_batches=None, data_batches=4, rounds=100)
     if preset.name == 'tiny':
         return dict(compressions=(1.0, 10.0, 100.0), methods=STUDY_METHODS, seeds=(0,), epochs=1, max_batches=4,
                     data_batches=2, rounds=20)
-    return dict(compressions=(1.0, 10.0, 100.0, 1000.0), methods=STUDY_METHODS, seeds=(0,), epochs=2, max_batches=25,
-                data_batches=2, rounds=100)
+    if preset.name == 'small' and full:  # the ranking: 3 seeds, every model trained to early stopping on one budget
+        return dict(compressions=(1.0, 3.16, 10.0, 100.0, 1000.0), methods=METHODS, seeds=(0, 1, 2), epochs=14,
+                    max_batches=40, patience_lr=2, patience_stop=4, data_batches=2, rounds=100)
+    if preset.name == 'small':
+        return dict(compressions=(1.0, 10.0, 100.0, 1000.0), methods=STUDY_METHODS, seeds=(0,), epochs=2, max_batches=25,
+                    data_batches=2, rounds=100)
+    return dict(compressions=tuple(np.round(np.logspace(0, 3, 7), 2)), methods=STUDY_METHODS, seeds=(0, 1, 2),
+                epochs=preset.epochs, max_batches=None, data_batches=4, rounds=100)
 
 # %% ../nbs/08a_pruning_study.ipynb #1ec94a6e
 def pruning_runs(grid: dict, # a grid from `pruning_grid`
@@ -82,7 +85,8 @@ def _study_row(model, recording, seed, method, compression, seconds):
 def _train_row(model, recording, out, preset, grid, seed, method, compression):
     "Train `model` in its run folder (resuming there) and test it: its row, whose method is 'dense' at compression 1."
     start = time.perf_counter()
-    training = TrainingConfig(epochs=grid['epochs'], max_batches=grid['max_batches'], seed=seed)
+    training = TrainingConfig(epochs=grid['epochs'], max_batches=grid['max_batches'], seed=seed,  # early stopping:
+                              patience_lr=grid.get('patience_lr'), patience_stop=grid.get('patience_stop', 20))  # the best epoch's weights
     fit(model, recording, run_folder(out, seed, method, compression), training, progress=False, preset=preset)
     return _study_row(model, recording, seed, 'dense' if compression == 1 else method, compression, time.perf_counter() - start)
 
@@ -105,6 +109,8 @@ def pruning_run(recording, # a `Recording`
         return [row for compression, row in results.items() if compression > 1]
     data = list(recording.dataset('train', batch_size=256, shuffle=True, seed=seed).take(grid['data_batches']))
     prune(model, method, compression, grid['rounds'] if method == 'synflow' else 1, data=data, seed=seed)
+    if collapsed(model_masks(model)):  # an emptied layer: the output no longer depends on the stimulus, whatever training does
+        return [_study_row(model, recording, seed, method, compression, 0.0)]
     return [train(method, compression)]
 
 # %% ../nbs/08a_pruning_study.ipynb #714af859
