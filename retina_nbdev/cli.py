@@ -26,7 +26,7 @@ def _common(parser):
     parser.add_argument('--epochs', type=int, default=None, help="maximum training epochs (default: the preset's)")
     parser.add_argument('--model-seeds', type=int, default=1, help='BN-CNNs trained, from seeds SEED, SEED+1, ... (default: 1)')
     parser.add_argument('--pruning', choices=('reduced', 'full'), default='reduced',
-                        help="the pruning grid: the preset's (default) or the full one: 3 seeds, every method, 7 compressions to 1000x")
+                        help="the pruning grid: the preset's (default) or the full one (at small: the ranking, 3 seeds, every model trained to early stopping; at paper: every method, 7 compressions)")
     parser.add_argument('--pretrained', action='store_true', help="use the package's shipped models (small, seed 0) instead of training them")
     parser.add_argument('--force', action='store_true', help='re-run stages even if complete')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
