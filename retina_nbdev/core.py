@@ -65,7 +65,7 @@ PRESETS = {
                     batch_size=1000, epochs=40, learning_rate=1e-2, l2=1e-3, ig_steps=100, lr_patience=4),
     'paper': Preset('paper', pixels=50, history=40, conv1_channels=8, conv1_kernel=15, conv2_channels=8, conv2_kernel=11,
                     num_cells=24, train_seconds=3600, test_seconds=300, num_repeats=5, nskip_seconds=60,
-                    batch_size=5000, epochs=100, learning_rate=1e-2, l2=1e-3, ig_steps=100),
+                    batch_size=1000, epochs=6, learning_rate=1e-2, l2=1e-3, ig_steps=100, lr_patience=2),
 }
 
 # %% ../nbs/00_core.ipynb #fc584e14

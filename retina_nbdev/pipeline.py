@@ -374,7 +374,7 @@ def prune_stage(config, folder, inputs, work):
     choice, recording = config.options.pruning, recording_of(inputs)
     grid = {**pruning_grid(config.preset, full=choice == 'full'), **(choice if isinstance(choice, dict) else {})}
     memory = job_memory(recording)  # read once: every job loads the same file
-    common = dict(recording=str(recording), preset=config.preset.name, grid=grid, out=str(work/'runs'))
+    common = dict(recording=str(recording), preset=config.preset.to_dict(), grid=grid, out=str(work/'runs'))
     jobs = [Job(f"seed{seed}-{method}-{compression or 'all'}", 'retina_nbdev.pipeline:prune_job', dict(common, method=method, compression=compression),
                 seed, num_gpus=1, memory=memory) for seed, method, compression in pruning_runs(grid)]
     records = fan_out(config, jobs, work, 'prune')

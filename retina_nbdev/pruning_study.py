@@ -39,6 +39,9 @@ def pruning_grid(preset: str | Preset | None = None, # the preset (or its name);
     if preset.name == 'small':
         return dict(compressions=(1.0, 10.0, 100.0, 1000.0), methods=STUDY_METHODS, seeds=(0,), epochs=2, max_batches=25,
                     data_batches=2, rounds=100)
+    if preset.name == 'paper' and not full:  # what fits the preset's CPU budget: one seed, one epoch of 60 batches each
+        return dict(compressions=(1.0, 10.0, 100.0, 1000.0), methods=METHODS, seeds=(0,), epochs=1, max_batches=60,
+                    data_batches=2, rounds=100)
     return dict(compressions=tuple(np.round(np.logspace(0, 3, 7), 2)), methods=STUDY_METHODS, seeds=(0, 1, 2),
                 epochs=preset.epochs, max_batches=None, data_batches=4, rounds=100)
 
