@@ -231,11 +231,15 @@ def _zscore(frames, key, source, mean=None, std=None, chunk=4096, out=None):
     "Z-score `frames` (an array, or a dataset of an open file) in chunks into `out` (None: in place); return (mean, std)."
     out = frames if out is None else out
     rows = range(0, len(frames), chunk)
-    if mean is None:
+    if mean is None:  # a float64 sum of float32 values is finite unless a value is NaN or inf
         mean = sum(float(frames[i:i + chunk].sum(dtype=np.float64)) for i in rows) / frames.size
+        if not math.isfinite(mean): raise ValueError(f"{source}: '{key}' contains NaN or inf")
         std = math.sqrt(sum(float(np.square(frames[i:i + chunk] - mean, dtype=np.float64).sum()) for i in rows) / frames.size)
         if not std > 0: raise ValueError(f"{source}: '{key}' has zero variance: a constant stimulus cannot be z-scored")
-    for i in rows: out[i:i + chunk] = (frames[i:i + chunk] - mean) / std
+    for i in rows:
+        block = frames[i:i + chunk]  # the one read of these rows in this pass: checked as it is written
+        if not np.isfinite(block).all(): raise ValueError(f"{source}: '{key}' contains NaN or inf")
+        out[i:i + chunk] = (block - mean) / std
     return mean, std
 
 # %% ../nbs/01_data.ipynb #1d0c358e
@@ -266,9 +270,7 @@ def _read_movie(f, key, source, skip=0, dtype=np.float32):
     data = f[key]
     if data.ndim != 3: raise ValueError(f"{source}: '{key}' must be 3-D, got shape {data.shape}")
     if data.dtype.kind not in 'biuf': raise ValueError(f"{source}: '{key}' must be numeric, got dtype {data.dtype}")
-    if dtype != np.float32:  # read later, chunk by chunk, as it is z-scored into float16
-        if not _all_finite(data): raise ValueError(f"{source}: '{key}' contains NaN or inf")
-        return data
+    if dtype != np.float32: return data  # read later, chunk by chunk, as it is z-scored (and checked) into float16
     movie = _aligned_empty(data.shape, min(skip, len(data)))
     if movie.size: data.read_direct(movie)  # HDF5 converts the stored type into float32 as it reads
     return _check(movie, key, source, 3)

@@ -130,7 +130,7 @@ TRAIN_THREADS = 2  # TensorFlow threads per training job: on 2 cores the models 
 def train_stage(config, folder, inputs, work):
     from retina_nbdev.distributed import Job
     if config.options.pretrained: return _shipped_models(config, folder, inputs)
-    recording = recording_of(inputs); memory = job_memory(recording)  # read once: every job loads the same file
+    recording = recording_of(inputs); memory = job_memory(recording, config.preset.batch_size)  # read once: every job loads the same file
     common = dict(recording=str(recording), preset=config.preset.to_dict(), epochs=config.options.epochs, out=str(work))
     runs = [('cnn', seed) for seed in model_seeds(config)] + [('ln', config.seed)]
     jobs = [Job(f'{model}-seed{seed}', 'retina_nbdev.pipeline:train_job', dict(common, model=model), seed,
@@ -373,7 +373,7 @@ def prune_stage(config, folder, inputs, work):
     from retina_nbdev.pruning_study import pruning_grid, pruning_runs
     choice, recording = config.options.pruning, recording_of(inputs)
     grid = {**pruning_grid(config.preset, full=choice == 'full'), **(choice if isinstance(choice, dict) else {})}
-    memory = job_memory(recording)  # read once: every job loads the same file
+    memory = job_memory(recording, config.preset.batch_size)  # read once: every job loads the same file
     common = dict(recording=str(recording), preset=config.preset.to_dict(), grid=grid, out=str(work/'runs'))
     jobs = [Job(f"seed{seed}-{method}-{compression or 'all'}", 'retina_nbdev.pipeline:prune_job', dict(common, method=method, compression=compression),
                 seed, num_gpus=1, memory=memory) for seed, method, compression in pruning_runs(grid)]

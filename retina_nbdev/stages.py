@@ -206,11 +206,12 @@ def run_stage(name: str, # a registered stage
 
 # %% ../nbs/10_stages.ipynb #411736e2
 def job_memory(recording: Path, # the recording the job loads
+               batch_size: int = 5000, # the training batch: its activations are most of what training adds
               ) -> int:
-    "Bytes a job that loads and trains on `recording` needs at its peak: 3.5x its frames as float32, plus 1 GiB."
+    "Bytes a job that loads and trains on `recording` needs at its peak: its frames once, 1 GiB, 0.3 GiB per 1,000 windows of a batch."
     import h5py
     with h5py.File(recording, 'r') as file: frames = sum(file[f'{block}/stimulus'].size for block in ('train', 'test'))
-    return int(3.5 * 4 * frames + 2**30)
+    return int(4 * frames + 2**30 + 0.3 * 2**30 * batch_size / 1000)
 
 def fan_out(config: RunConfig, # the run, whose `executor` says where the jobs go
             jobs: list, # `retina_nbdev.distributed.Job`s

@@ -1,9 +1,10 @@
 """Training throughput of the BN-CNN: ours (chunked, conv1 by FFT) vs a plain Keras fit on materialised windows vs
 the same architecture in PyTorch; and the peak memory of training on a 60-minute paper-size recording, as a
 multiple of its frames (the recording is written by one process and trained on in another, so that the peak is
-the training's own). It runs at the paper preset's batch of 5,000 and at 1,000, with the movies held in float32, and
-at 5,000 with them in float16 (`load_recording(..., dtype='float16')`). On the 2-core development machine: 1.73x,
-1.38x and 1.22x the float32 frames (3.31 GiB); before the loader held the movie once, 3.31x.
+the training's own). It runs at the paper preset's batch of 1,000 and at 5,000, with the movies held in float32, and
+at 5,000 with them in float16 (`load_recording(..., dtype='float16')`). On the 2-core development machine: 1.38x,
+1.73x and 1.22x the float32 frames (3.31 GiB); before the loader held the movie once, 3.31x. Throughput is measured
+at each preset's batch.
 
     python tests/bench_train.py [--presets small paper] [--skip-memory] [--seconds 20]
 
@@ -137,7 +138,7 @@ MEMORY_SCRIPT = textwrap.dedent('''
 ''')
 
 
-def bench_memory(minutes, batch_size=5000, dtype='float32'):
+def bench_memory(minutes, batch_size=1000, dtype='float32'):
     "Peak resident memory of training on a `minutes`-long paper-size recording (written by another process), in bytes."
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder)/'paper.h5'
@@ -156,15 +157,15 @@ def main():
     parser.add_argument('--seconds', type=float, default=20, help='timed seconds per implementation')
     parser.add_argument('--skip-memory', action='store_true')
     parser.add_argument('--minutes', type=float, default=60, help='length of the recording for the memory test')
-    parser.add_argument('--memory-runs', nargs='*', default=['5000:float32', '1000:float32', '5000:float16'],
-                        help="batch size:frame dtype of each memory test (5000: the paper preset's batch)")
+    parser.add_argument('--memory-runs', nargs='*', default=['1000:float32', '5000:float32', '5000:float16'],
+                        help="batch size:frame dtype of each memory test (1000: the paper preset's batch on a CPU)")
     args = parser.parse_args()
     from retina_nbdev.core import PRESETS
     threads = int(os.environ.get('RETINA_THREADS') or os.cpu_count())
     results = {}
     for name in args.presets:
         preset = PRESETS[name]
-        batch = {'small': 1000, 'paper': 1000}.get(name, preset.batch_size)
+        batch = preset.batch_size
         row = dict(ours=bench_ours(preset, batch, args.seconds), plain=bench_plain(preset, batch, args.seconds),
                    torch=bench_torch(preset, batch, args.seconds, threads))
         results[name] = row

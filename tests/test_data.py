@@ -119,6 +119,17 @@ def test_nan_or_inf(good, key, bad):
     expect_error(edited(good, edit), f"'{key}' contains NaN or inf")
 
 
+@pytest.mark.parametrize('key,bad', [('train/stimulus', np.nan), ('train/stimulus', -np.inf), ('test/stimulus', np.inf),
+                                     ('test/stimulus', np.nan)])
+def test_nan_or_inf_in_a_float16_load(good, key, bad):
+    "Read from the file chunk by chunk, not checked in memory first: the passes that z-score it find the bad value."
+    def edit(f):
+        data = f[key][()]
+        data.flat[-3] = bad
+        replace(key, data)(f)
+    expect_error(edited(good, edit), f"'{key}' contains NaN or inf", dtype='float16')
+
+
 @pytest.mark.parametrize('key', ['train/response/firing_rate_10ms', 'test/response/binned', 'test/repeats/cell01'])
 def test_negative_rates(good, key):
     expect_error(edited(good, lambda f: replace(key, -f[key][()] - 1)(f)), f"'{key}' has negative values")
