@@ -2,13 +2,16 @@
 
     python tools/training_experiments.py NAME [--train ensemble] [--epochs 40] [--lr-patience 4]
         [--train-seconds 900] [--history 40] [--channels 8] [--l2 1e-3] [--noise-std 0.05] [--out DIR]
+        [--moving-bars 0.2] [--flicker gaussian|flashes] [--activity-l1 1e-4]
     python tools/training_experiments.py NAME --rescore FOLDER   # score a finished experiment's model again
     python tools/training_experiments.py NAME --model results/train/cnn.keras --recording results/simulate/insilico/ensemble.h5
 
 `--train` is one of `retina_nbdev.retina.STIMULI` ('naturalscene', 'saccades': natural scenes whose image changes every
 0.3 s, 'ensemble', 'whitenoise'); the test movie is natural scenes except for 'whitenoise'. Every other option changes
 one setting of the `small` preset (recording length, frames of history, conv channels) or of the model (L2 penalty,
-training noise). Appends one row to nbs/data/training_experiments.csv (the table the training notebook shows).
+training noise, an L1 penalty on the hidden layers' activity). Two options change the ensemble movie for this run only:
+`--moving-bars` replaces that share of its 5 s blocks with a bar drifting and reversing, `--flicker` makes its
+full-field blocks graded in contrast ('gaussian' flicker, or brief 'flashes' of random contrast on grey). Appends one row to nbs/data/training_experiments.csv (the table the training notebook shows).
 One run takes 10-30 minutes on 2 cores.
 """
 import argparse, csv, dataclasses, json, time
@@ -16,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 COLUMNS = ['name', 'train', 'seed', 'epochs', 'lr_patience', 'train_minutes', 'history', 'channels', 'l2', 'noise_std',
-           'r_over_ceiling', 'r_true', 'latency', 'osr', 'reversal', 'anticipation', 'minutes']
+           'activity_l1', 'r_over_ceiling', 'r_true', 'latency', 'osr', 'reversal', 'anticipation', 'minutes']
 
 
 def score(model, recording, preset, row):
@@ -33,6 +36,84 @@ def score(model, recording, preset, row):
     return row
 
 
+def moving_bars(num_frames: int, pixels: int, seed: int, block: int = 500):
+    "Blocks of one bar (random width, contrast and speed) drifting and reversing at random times; half the blocks turned 90 degrees."
+    import numpy as np
+    from retina_nbdev.stimuli import bar_frames
+    rng, movie = np.random.default_rng([seed, 13]), np.zeros((num_frames, pixels, pixels), np.float32)
+    for start in range(0, num_frames, block):
+        n = min(block, num_frames - start)
+        width, intensity = rng.uniform(1, 3), rng.choice([-1, 1]) * rng.uniform(0.5, 2)
+        low, high = -width, pixels - 1 + width
+        x, speed, positions = rng.uniform(low, high), rng.choice([-1, 1]) * rng.uniform(0.05, 0.3), np.empty(n)
+        for t in range(n):
+            if rng.random() < 1 / 60: speed = -speed  # a reversal every 0.6 s on average
+            if rng.random() < 1 / 150: speed = np.sign(speed) * rng.uniform(0.05, 0.3)  # a new speed every 1.5 s
+            x += speed
+            if not low <= x <= high: speed, x = -speed, np.clip(x, low, high)
+            positions[t] = x
+        frames = bar_frames(positions, pixels, width, intensity)
+        movie[start:start + n] = frames if rng.random() < 0.5 else frames.transpose(0, 2, 1)
+    return movie
+
+
+def graded_full_field(num_frames: int, kind: str, seed: int):
+    "(num_frames,) full-field contrast: 'gaussian' flicker held 3 frames, or 'flashes' of 2-10 frames and random contrast 30-60 frames apart."
+    import numpy as np
+    rng = np.random.default_rng([seed, 21])
+    if kind == 'gaussian': return np.repeat(rng.normal(0, 1, -(-num_frames // 3)), 3)[:num_frames].astype(np.float32)
+    contrast, t = np.zeros(num_frames, np.float32), 0
+    while t < num_frames:
+        duration, gap = rng.integers(2, 11), rng.integers(30, 61)
+        contrast[t:t + duration] = rng.choice([-1, 1]) * rng.uniform(0.2, 2.5); t += duration + gap
+    return contrast
+
+
+def ensemble_variant(moving_bars_share: float = 0.0, flicker: str = 'binary'):
+    "`retina.stimulus_ensemble` with moving-bar blocks and graded full-field blocks (its spatially uniform ones) swapped in."
+    import numpy as np
+    if not 0 <= moving_bars_share <= 1: raise ValueError(f"the moving-bar share must be in [0, 1], got {moving_bars_share}")
+    if flicker not in ('binary', 'gaussian', 'flashes'): raise ValueError(f"flicker is 'binary', 'gaussian' or 'flashes', got {flicker!r}")
+    from retina_nbdev import retina
+    original = retina.stimulus_ensemble
+    def variant(num_frames, pixels, seed=0, **options):
+        movie, block = original(num_frames, pixels, seed, **options), 500
+        if flicker != 'binary':
+            contrast = graded_full_field(num_frames, flicker, seed + 9)
+            for start in range(0, num_frames, block):
+                if np.ptp(movie[start:start + block], axis=(1, 2)).max() == 0: movie[start:start + block] = contrast[start:start + block, None, None]
+        if moving_bars_share:
+            bars, draws = moving_bars(num_frames, pixels, seed + 13), np.random.default_rng([seed, 17])
+            for start in range(0, num_frames, block):
+                if draws.random() < moving_bars_share: movie[start:start + block] = bars[start:start + block]
+        return movie
+    return variant
+
+
+def activity_l1_step(l1: float):
+    "`train.make_train_step` with `l1` times each hidden ReLU layer's summed activity (mean over windows) added to the loss."
+    import keras, tensorflow as tf
+    from retina_nbdev import chunked
+    def make_train_step(model):
+        names, conv1 = [layer.name for layer in model.layers], model.get_layer('conv1')
+        inputs = x = keras.Input(conv1.output.shape[1:])
+        hidden = []
+        for layer in model.layers[names.index('conv1') + 1:]:
+            x = layer(x)
+            if layer.name.endswith('_relu'): hidden.append(x)
+        tail, poisson = keras.Model(inputs, [x] + hidden), keras.losses.Poisson()
+        @tf.function(reduce_retracing=True)
+        def step(chunks, targets):
+            with tf.GradientTape() as tape:
+                rates, *activity = tail(chunked.fft_conv1(chunks, conv1.kernel, conv1.bias), training=True)
+                penalty = sum(tf.reduce_mean(tf.reduce_sum(tf.abs(a), axis=[1, 2, 3])) for a in activity)
+                total = poisson(targets, rates) + chunked._penalty(model) + l1 * penalty
+            model.optimizer.apply_gradients(zip(tape.gradient(total, model.trainable_variables), model.trainable_variables))
+            return total
+        return step
+    return make_train_step
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('name'); parser.add_argument('--train', default='ensemble')
@@ -40,6 +121,9 @@ def main():
     parser.add_argument('--train-seconds', type=float, default=None); parser.add_argument('--history', type=int, default=None)
     parser.add_argument('--channels', type=int, default=None); parser.add_argument('--l2', type=float, default=None)
     parser.add_argument('--noise-std', type=float, default=0.05)
+    parser.add_argument('--moving-bars', type=float, default=0.0, help="share of the ensemble's blocks replaced by a moving, reversing bar")
+    parser.add_argument('--flicker', choices=('binary', 'gaussian', 'flashes'), default='binary', help="the ensemble's full-field blocks")
+    parser.add_argument('--activity-l1', type=float, default=0.0, help="L1 penalty on the hidden layers' activity")
     parser.add_argument('--seed', type=int, default=0, help="the model's seed (initial weights, minibatches, training noise); the recording's is 0")
     parser.add_argument('--rescore', type=Path, default=None, help='a finished experiment folder (rec.h5, run/) to score again')
     parser.add_argument('--model', type=Path, default=None, help="a trained model to score (with --recording: the demo's CNN)")
@@ -52,6 +136,11 @@ def main():
     from retina_nbdev.data import load_recording
     from retina_nbdev.models import bn_cnn
     from retina_nbdev.train import fit, TrainingConfig
+    from retina_nbdev import retina, train
+    if args.moving_bars or args.flicker != 'binary':
+        if args.train != 'ensemble': parser.error('--moving-bars and --flicker change the ensemble: use them with --train ensemble')
+        retina.stimulus_ensemble = ensemble_variant(args.moving_bars, args.flicker)
+    if args.activity_l1: train.make_train_step = activity_l1_step(args.activity_l1)
     small, start = get_preset('small'), time.perf_counter()
     changes = {key: value for key, value in dict(train_seconds=args.train_seconds, history=args.history,
                conv1_channels=args.channels, conv2_channels=args.channels, l2=args.l2).items() if value is not None}
@@ -67,9 +156,10 @@ def main():
         model = bn_cnn(preset, num_cells=recording.num_cells, noise_std=args.noise_std)
         training = TrainingConfig(epochs=args.epochs, patience_lr=args.lr_patience, seed=args.seed)
         epochs = fit(model, recording, out/'run', training, progress=False, preset=preset).epoch
-    row = dict(name=args.name, train=args.train, seed=args.seed, epochs=epochs, lr_patience=args.lr_patience,
+    movie = args.train + (f" + {args.moving_bars:.0%} moving-bar blocks" if args.moving_bars else '') + (f", {args.flicker} full-field blocks" if args.flicker != 'binary' else '')
+    row = dict(name=args.name, train=movie, seed=args.seed, epochs=epochs, lr_patience=args.lr_patience,
                train_minutes=round(preset.train_seconds / 60), history=preset.history, channels=preset.conv1_channels,
-               l2=preset.l2, noise_std=args.noise_std)
+               l2=preset.l2, noise_std=args.noise_std, activity_l1=args.activity_l1)
     row = score(model, recording, preset, row)
     row['minutes'] = round((time.perf_counter() - start) / 60, 1)
     print(json.dumps(row))

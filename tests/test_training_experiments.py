@@ -1,0 +1,73 @@
+"""The training experiments' variants (tools/training_experiments.py): the movies they train on and the loss they add."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retina_nbdev import retina
+from retina_nbdev.core import seed_everything
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location('training_experiments', ROOT/'tools'/'training_experiments.py')
+experiments = importlib.util.module_from_spec(spec); spec.loader.exec_module(experiments)
+
+
+def test_moving_bars_hold_one_bar_that_reverses():
+    movie = experiments.moving_bars(1000, 12, seed=3)
+    assert movie.shape == (1000, 12, 12)
+    for block in (movie[:500], movie[500:]):
+        columns = np.ptp(block, axis=1).max() == 0  # a bar across the whole height (or, turned, the whole width)
+        assert columns or np.ptp(block, axis=2).max() == 0
+        profile = block[:, 0, :] if columns else block[:, :, 0]
+        contrast = profile.sum(1)
+        assert len(set(np.sign(contrast[contrast != 0]))) == 1  # one bar, one polarity
+        centre = (profile * np.arange(12)).sum(1)[contrast != 0] / contrast[contrast != 0]
+        moves = np.diff(centre)
+        assert (np.diff(np.sign(moves[np.abs(moves) > 1e-6])) != 0).sum() >= 2  # it turns back, more than once
+
+
+def test_graded_full_field_blocks_replace_only_the_flicker():
+    binary = retina.stimulus_ensemble(6000, 8, seed=0)
+    for kind in ('gaussian', 'flashes'):
+        graded = experiments.ensemble_variant(flicker=kind)(6000, 8, seed=0)
+        for start in range(0, 6000, 500):
+            before, after = binary[start:start + 500], graded[start:start + 500]
+            if np.ptp(before, axis=(1, 2)).max() == 0:  # a full-field block: still full-field, no longer binary
+                assert np.ptp(after, axis=(1, 2)).max() == 0 and len(np.unique(after)) > 3
+            else: np.testing.assert_array_equal(after, before)
+    flashes = experiments.graded_full_field(3000, 'flashes', seed=1)
+    assert 0.05 < (flashes != 0).mean() < 0.3  # brief flashes on grey
+    with pytest.raises(ValueError, match='moving-bar'): experiments.ensemble_variant(moving_bars_share=1.5)
+
+
+def test_moving_bar_share():
+    movie = experiments.ensemble_variant(moving_bars_share=1.0)(2000, 8, seed=0)
+    np.testing.assert_array_equal(movie, experiments.moving_bars(2000, 8, seed=13))
+    np.testing.assert_array_equal(experiments.ensemble_variant()(2000, 8, seed=0), retina.stimulus_ensemble(2000, 8, seed=0))
+
+
+def test_activity_l1_adds_the_hidden_activity():
+    import keras, tensorflow as tf
+    from retina_nbdev.chunked import make_train_step
+    from retina_nbdev.models import bn_cnn
+
+    def first_loss(make_step, l1=0.0):
+        seed_everything(0)
+        model = bn_cnn('tiny', num_cells=3, noise_std=0.0)
+        model.compile(optimizer=keras.optimizers.SGD(0.0))  # no update: both steps see the same weights
+        chunks = tf.random.stateless_normal((2, 32 + model.input_shape[-1] - 1, *model.input_shape[1:3]), seed=(1, 2))
+        return model, chunks, float(make_step(model)(chunks, tf.fill((64, 3), 2.0)))
+
+    model, chunks, plain = first_loss(make_train_step)
+    _, _, same = first_loss(experiments.activity_l1_step(0.0))
+    _, _, penalised = first_loss(experiments.activity_l1_step(1e-3))
+    np.testing.assert_allclose(same, plain, rtol=1e-5)
+    from retina_nbdev.chunked import chunked_forward, fft_conv1
+    conv1 = model.get_layer('conv1')
+    x, activity = fft_conv1(chunks, conv1.kernel, conv1.bias), 0.0
+    for layer in model.layers[2:]:
+        x = layer(x, training=True)
+        if layer.name.endswith('_relu'): activity += float(tf.reduce_mean(tf.reduce_sum(tf.abs(x), axis=[1, 2, 3])))
+    assert activity > 0
+    np.testing.assert_allclose(penalised - plain, 1e-3 * activity, rtol=1e-3)
