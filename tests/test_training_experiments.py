@@ -52,7 +52,7 @@ def test_activity_l1_adds_the_hidden_activity():
     from retina_nbdev.chunked import make_train_step
     from retina_nbdev.models import bn_cnn
 
-    def first_loss(make_step, l1=0.0):
+    def first_loss(make_step):
         seed_everything(0)
         model = bn_cnn('tiny', num_cells=3, noise_std=0.0)
         model.compile(optimizer=keras.optimizers.SGD(0.0))  # no update: both steps see the same weights
@@ -63,7 +63,7 @@ def test_activity_l1_adds_the_hidden_activity():
     _, _, same = first_loss(experiments.activity_l1_step(0.0))
     _, _, penalised = first_loss(experiments.activity_l1_step(1e-3))
     np.testing.assert_allclose(same, plain, rtol=1e-5)
-    from retina_nbdev.chunked import chunked_forward, fft_conv1
+    from retina_nbdev.chunked import fft_conv1
     conv1 = model.get_layer('conv1')
     x, activity = fft_conv1(chunks, conv1.kernel, conv1.bias), 0.0
     for layer in model.layers[2:]:

@@ -77,13 +77,14 @@ def ensemble_variant(moving_bars_share: float = 0.0, flicker: str = 'binary'):
     from retina_nbdev import retina
     original = retina.stimulus_ensemble
     def variant(num_frames, pixels, seed=0, **options):
-        movie, block = original(num_frames, pixels, seed, **options), 500
+        movie = original(num_frames, pixels, seed, **options)
+        block = max(1, int(round(options.get('block_seconds', 5.0) * retina.FRAME_RATE)))  # the ensemble's blocks
         if flicker != 'binary':
             contrast = graded_full_field(num_frames, flicker, seed + 9)
             for start in range(0, num_frames, block):
                 if np.ptp(movie[start:start + block], axis=(1, 2)).max() == 0: movie[start:start + block] = contrast[start:start + block, None, None]
         if moving_bars_share:
-            bars, draws = moving_bars(num_frames, pixels, seed + 13), np.random.default_rng([seed, 17])
+            bars, draws = moving_bars(num_frames, pixels, seed + 13, block), np.random.default_rng([seed, 17])
             for start in range(0, num_frames, block):
                 if draws.random() < moving_bars_share: movie[start:start + block] = bars[start:start + block]
         return movie
