@@ -15,7 +15,8 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['VALIDATION_FRACTION', 'BLOCK_KEYS', 'FRAME_DTYPES', 'recording_path', 'repeat_key', 'write_recording',
-           'toy_recording', 'read_ground_truth', 'as_frames', 'window_dataset', 'Recording', 'load_recording']
+           'toy_recording', 'read_ground_truth', 'as_frames', 'host_frames', 'window_dataset', 'Recording',
+           'load_recording']
 
 # %% ../nbs/01_data.ipynb #753c12c7
 VALIDATION_FRACTION = 0.05  # training samples held out for validation, as one block at the end of the training movie
@@ -179,6 +180,18 @@ def read_ground_truth(path: str | Path, # a recording file
     with _open(path) as f: return _read_node(f['ground_truth']) if 'ground_truth' in f else None
 
 # %% ../nbs/01_data.ipynb #d15cdea7
+def _aligned_empty(shape: tuple, # (T, H, W)
+                   first_row: int = 0, # the row that must start on the boundary
+                   align: int = 64, # bytes; TensorFlow's CPU allocator's alignment
+                   dtype=np.float32, # float32, or float16
+                  ) -> np.ndarray:
+    "An uninitialised array whose row `first_row` starts on an `align`-byte boundary."
+    itemsize = np.dtype(dtype).itemsize
+    row_bytes, size = int(np.prod(shape[1:])) * itemsize, int(np.prod(shape)) * itemsize
+    raw = np.empty(size + align, np.uint8)
+    offset = -(raw.ctypes.data + first_row * row_bytes) % align
+    return raw[offset:offset + size].view(dtype).reshape(shape)
+
 def _gather_windows(frames, index, history):
     "Float32 windows (B, H, W, history) of a frame tensor (T, H, W) starting at the sample indices `index` (B,)."
     import tensorflow as tf
@@ -192,8 +205,28 @@ def as_frames(frames, # (T, H, W) movie: an array, or a tensor
     if tf.is_tensor(frames) and frames.dtype in (tf.float32, tf.float16): return frames
     return tf.convert_to_tensor(frames, tf.float32)
 
+def host_frames(frames, # (T, H, W) movie: an array, or a tensor
+               ) -> np.ndarray:
+    "A movie as a host array to cut windows from: float32 or float16 memory as it is (a CPU tensor's own, by DLPack), anything else as a float32 copy."
+    import tensorflow as tf
+    if tf.is_tensor(frames) and frames.dtype in (tf.float32, tf.float16):
+        try: return np.from_dlpack(frames)  # a CPU tensor: its own memory
+        except (BufferError, RuntimeError, TypeError, ValueError): return frames.numpy()  # an accelerator's tensor: one host copy
+    array = np.asarray(frames.numpy() if tf.is_tensor(frames) else frames)
+    return array if array.dtype in (np.float32, np.float16) else array.astype(np.float32)
+
 # %% ../nbs/01_data.ipynb #7bafbd5d
-def window_dataset(frames, # (T, H, W) movie: a float32 or float16 tensor is used as is, an array is copied into one
+def _cut_windows(frames, targets, history):
+    "A numpy function of sample indices (B,): their float32 windows (B, H, W, history), and their targets if any."
+    views = np.lib.stride_tricks.sliding_window_view(frames, history, axis=0)  # (T - history + 1, H, W, history), no copy
+    def cut(index):
+        windows = _aligned_empty((len(index), *views.shape[1:]))  # 64-byte aligned: TensorFlow takes it without a copy
+        for first in range(0, len(index), 64):  # 64 windows at a time: a batch is never held twice
+            windows[first:first + 64] = views[index[first:first + 64]]  # time already last; float16 frames are cast here
+        return windows if targets is None else (windows, targets[index])
+    return cut
+
+def window_dataset(frames, # (T, H, W) movie: float32 or float16 memory (an array, or a CPU tensor) is read in place
                    history: int, # frames per window
                    targets=None, # (T - history, n) responses aligned to samples, or None for windows only
                    start: int = 0, # first sample
@@ -204,18 +237,23 @@ def window_dataset(frames, # (T, H, W) movie: a float32 or float16 tensor is use
                   ):
     "A `tf.data.Dataset` of window batches (B, H, W, history), with their targets if given, cut lazily by index."
     import tensorflow as tf
-    frames = as_frames(frames)
-    num = int(frames.shape[0]) - history if frames.shape.rank == 3 else 0
+    frames = host_frames(frames)
+    num = frames.shape[0] - history if frames.ndim == 3 else 0
     stop = num if stop is None else stop
-    if not (frames.shape.rank == 3 and history >= 1 and 0 <= start < stop <= num):
+    if not (frames.ndim == 3 and history >= 1 and 0 <= start < stop <= num):
         raise ValueError(f"window_dataset: samples [{start}, {stop}) of frames {tuple(frames.shape)} with history {history}: need 3-D frames, history >= 1 and 0 <= start < stop <= {num}")
     index = tf.data.Dataset.range(start, stop)
     if shuffle: index = index.shuffle(stop - start, seed=seed, reshuffle_each_iteration=True)
-    index = index.batch(batch_size)
-    if targets is None: return index.map(lambda i: _gather_windows(frames, i, history)).prefetch(tf.data.AUTOTUNE)
-    targets = tf.convert_to_tensor(targets, tf.float32)
-    if targets.shape[0] != num: raise ValueError(f"window_dataset: targets have {targets.shape[0]} rows, need one per sample ({num})")
-    return index.map(lambda i: (_gather_windows(frames, i, history), tf.gather(targets, i))).prefetch(tf.data.AUTOTUNE)
+    if targets is not None:
+        targets = np.asarray(targets.numpy() if tf.is_tensor(targets) else targets, np.float32)
+        if targets.shape[0] != num: raise ValueError(f"window_dataset: targets have {targets.shape[0]} rows, need one per sample ({num})")
+    specs = [tf.TensorSpec((None, *frames.shape[1:], history), tf.float32)] + ([] if targets is None else [tf.TensorSpec((None, *targets.shape[1:]), tf.float32)])
+    cut = _cut_windows(frames, targets, history)
+    def gather(index):  # the movie stays in numpy: a map reading a tensor would copy it into the pipeline's graph
+        batch = tf.numpy_function(cut, [index], [spec.dtype for spec in specs], stateful=False)
+        for tensor, spec in zip(batch, specs): tensor.set_shape(spec.shape)
+        return batch[0] if targets is None else tuple(batch)
+    return index.batch(batch_size).map(gather).prefetch(tf.data.AUTOTUNE)
 
 # %% ../nbs/01_data.ipynb #4456131c
 def _read(f, key, source, ndim, nonneg=False):
@@ -243,18 +281,6 @@ def _zscore(frames, key, source, mean=None, std=None, chunk=4096, out=None):
     return mean, std
 
 # %% ../nbs/01_data.ipynb #1d0c358e
-def _aligned_empty(shape: tuple, # (T, H, W)
-                   first_row: int = 0, # the row that must start on the boundary
-                   align: int = 64, # bytes; TensorFlow's CPU allocator's alignment
-                   dtype=np.float32, # float32, or float16
-                  ) -> np.ndarray:
-    "An uninitialised array whose row `first_row` starts on an `align`-byte boundary."
-    itemsize = np.dtype(dtype).itemsize
-    row_bytes, size = int(np.prod(shape[1:])) * itemsize, int(np.prod(shape)) * itemsize
-    raw = np.empty(size + align, np.uint8)
-    offset = -(raw.ctypes.data + first_row * row_bytes) % align
-    return raw[offset:offset + size].view(dtype).reshape(shape)
-
 def _as_tensor(array: np.ndarray, # a float32 or float16 array, C-contiguous
               ):
     "A tensor on the memory of a float32 or float16 `array` (DLPack, no copy) when it is 64-byte aligned; a float32 copy otherwise."

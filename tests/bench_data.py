@@ -4,8 +4,8 @@ process's peak memory grows meanwhile, against what the materialised windows wou
     python tests/bench_data.py [--frames 20000] [--side 24] [--history 40]
 
 Prints the figures; asserts nothing (they depend on the machine). The notebook `01_data` checks the logical fact
-behind them: the pipeline holds the frames once and never a tensor of all windows. On the 2-core development machine
-the defaults (the `small` preset's frame size) gave 30,000 to 70,000 windows/s, depending on what else ran.
+behind them: the pipeline's graph holds neither a copy of the frames nor a tensor of all windows. On the 2-core
+development machine the defaults (the `small` preset's frame size) gave 28,000 to 76,000 windows/s, from run to run.
 """
 import argparse, resource, sys, time
 
