@@ -323,15 +323,17 @@ def reduce_stage(config, folder, inputs, work):
         np.savez(folder/path.name, **{k: np.asarray(v) for k, v in result.items() if k != 'phenomenon'})
         score = precision_recall(result['types'], true_types(ablations, result['phenomenon'], result['cell'])) if ablations is not None else {}
         rows.append(dict(phenomenon=result['phenomenon'], cell=result['cell'], keep=' '.join(map(str, result['keep'])),
-                         types=' '.join(result['types']), reconstruction=result['reconstruction'], reduced_r=result['reduced_r'],
-                         full_value=result['full_value'], reduced_value=result['reduced_value'],
+                         minimal=' '.join(map(str, result['minimal'])), types=' '.join(result['types']),
+                         reconstruction=result['reconstruction'], reduced_r=result['reduced_r'], full_value=result['full_value'],
+                         reduced_value=result['reduced_value'], reduced_present=result['reduced_present'],
                          truth=' '.join(score.get('truth', [])), precision=score.get('precision'), recall=score.get('recall')))
         courses += [np.interp(np.linspace(0, 1, 40), np.linspace(0, 1, len(c)), c) for c in result['time_courses'].T]
     table = pd.DataFrame(rows)
     table.to_csv(folder/'reductions.csv', index=False)
     components = attribution_components(np.array(courses)) if courses else dict(components_needed=0)
     scores = table.groupby('phenomenon').agg(precision=('precision', 'mean'), recall=('recall', 'mean'), scored=('recall', 'count'), reduced=('cell', 'count'),
-                                             reconstruction=('reconstruction', 'mean'), reduced_r=('reduced_r', 'mean')).round(3) if rows else None
+                                             reconstruction=('reconstruction', 'mean'), reduced_r=('reduced_r', 'mean'),
+                                             reproduced=('reduced_present', 'mean')).round(3) if rows else None
     return dict(components_needed=int(components['components_needed']), channels_kept=float(table.keep.str.split().str.len().mean()) if rows else 0.0,
                 not_reproduced=not_reproduced(inputs['phenomena']),
                 per_phenomenon={} if scores is None else {k: {m: (None if pd.isna(v) else float(v)) for m, v in row.items()} for k, row in scores.iterrows()})

@@ -8,7 +8,7 @@ Docs: https://retina-nbdev.github.io/retina_nbdev/reduction.html.md"""
 __all__ = ['channel_importance', 'minimal_channel_set', 'silence_channels', 'effective_filters', 'dominant_lobe',
            'classify_filter', 'linear_filters', 'attribution_components', 'effective_weights', 'necessary_types',
            'precision_recall', 'closest_planted_filter', 'phenomenon_stimulus', 'path_weights', 'attribute_phenomenon',
-           'channel_types', 'reduce_attributed', 'reduce_phenomenon', 'planted_cnn']
+           'channel_types', 'faithful_channel_set', 'reduce_attributed', 'reduce_phenomenon', 'planted_cnn']
 
 # %% ../nbs/07_reduction.ipynb #62412ed6
 from .core import *
@@ -245,25 +245,45 @@ def channel_types(model: keras.Model, # a BN-CNN
     filters = effective_filters(model, batchnorm=False)  # the filter of z, the activity the path weights act on
     return [classify_filter(filters[c] * (1 if path_weight[c] >= 0 else -1), fast_ms) for c in channels]
 
+def _measured(model, phenomenon, cell, zscore):
+    "(present, main metric) of `phenomenon` in `cell` of `model`."
+    from retina_nbdev import phenomena as ph
+    row = getattr(ph, f'measure_{phenomenon}')(model, zscore=zscore).summary.set_index('cell').loc[cell]
+    return bool(row.present), float(row[ph.MAIN_METRIC[phenomenon]])
+
+def faithful_channel_set(model: keras.Model, # the model attributed
+                         attributed: dict, # `attribute_phenomenon`'s result for one cell
+                         keep, # the channels to start from (`minimal_channel_set`'s)
+                         zscore: tuple = (0.0, 1.0), # (mean, std) of the model's training stimulus
+                        ) -> tuple:
+    "Add channels, most important first, until the reduced model shows the phenomenon wherever the full model does: (channels, (present, value) full, reduced)."
+    phenomenon, cell = attributed['phenomenon'], attributed['cell']
+    order = np.argsort(-channel_importance(attributed['time_courses']), kind='stable').tolist()
+    full, keep = _measured(model, phenomenon, cell, zscore), sorted(int(c) for c in keep)
+    reduced = _measured(silence_channels(model, keep), phenomenon, cell, zscore)
+    while full[0] and not reduced[0] and len(keep) < len(order):
+        keep = sorted(set(keep) | {next(c for c in order if c not in keep)})
+        reduced = _measured(silence_channels(model, keep), phenomenon, cell, zscore)
+    return keep, full, reduced
+
 def reduce_attributed(model: keras.Model, # the model `attribute_phenomenon` attributed
                       attributed: dict, # its result
                       zscore: tuple = (0.0, 1.0), # (mean, std) of the model's training stimulus
                       accuracy: float = 0.9, # reconstruction the kept channels must reach
+                      faithful: bool = True, # also keep adding channels until the reduced model shows the phenomenon
                      ) -> dict:
-    "Keep the fewest channels, silence the rest, re-measure the phenomenon; add the kept channels' functional types."
+    "Keep the fewest channels (that still show the phenomenon), silence the rest, re-measure; add the kept channels' functional types."
     from retina_nbdev import phenomena as ph
-    phenomenon, cell = attributed['phenomenon'], attributed['cell']
-    keep, reached = minimal_channel_set(attributed['time_courses'], attributed['response'], accuracy)
-    reduced = silence_channels(model, keep)
+    phenomenon, cell, courses, response = attributed['phenomenon'], attributed['cell'], attributed['time_courses'], attributed['response']
+    minimal, _ = minimal_channel_set(courses, response, accuracy)
+    keep, full, reduced = faithful_channel_set(model, attributed, minimal, zscore) if faithful else (minimal, *(_measured(m, phenomenon, cell, zscore) for m in (model, silence_channels(model, minimal))))
     movie, _ = phenomenon_stimulus(phenomenon, model.input_shape[1], model.input_shape[-1])
-    full_trace, reduced_trace = (ph.responses(m, movie, zscore=zscore)[:, cell] for m in (model, reduced))
-    measure = getattr(ph, f'measure_{phenomenon}')
-    full_value, reduced_value = (measure(m, zscore=zscore).summary.set_index('cell').loc[cell, ph.MAIN_METRIC[phenomenon]] for m in (model, reduced))
-    filters = effective_filters(model)
-    return dict(attributed, keep=keep, reconstruction=reached, types=channel_types(model, keep, attributed['path_weight']),
-                full_trace=full_trace, reduced_trace=reduced_trace, filters=filters[keep],
+    full_trace, reduced_trace = (ph.responses(m, movie, zscore=zscore)[:, cell] for m in (model, silence_channels(model, keep)))
+    reached = 1 - ((response - courses[:, keep].sum(1))**2).sum() / max((response**2).sum(), 1e-12)
+    return dict(attributed, keep=keep, minimal=minimal, reconstruction=float(reached), types=channel_types(model, keep, attributed['path_weight']),
+                full_trace=full_trace, reduced_trace=reduced_trace, filters=effective_filters(model)[keep],
                 reduced_r=float(np.corrcoef(full_trace, reduced_trace)[0, 1]) if np.std(reduced_trace) > 0 else float('nan'),
-                full_value=float(full_value), reduced_value=float(reduced_value))
+                full_present=full[0], reduced_present=reduced[0], full_value=full[1], reduced_value=reduced[1])
 
 # %% ../nbs/07_reduction.ipynb #9d3f3de1
 def reduce_phenomenon(model: keras.Model, # a trained BN-CNN
@@ -272,9 +292,10 @@ def reduce_phenomenon(model: keras.Model, # a trained BN-CNN
                       zscore: tuple = (0.0, 1.0), # (mean, std) of the model's training stimulus
                       accuracy: float = 0.9, # reconstruction the kept channels must reach
                       steps: int = 50, # integrated-gradient steps
+                      faithful: bool = True, # also keep adding channels until the reduced model shows the phenomenon
                      ) -> dict:
     "Attribute, select, silence and re-measure one cell's `phenomenon`: a dict of arrays and numbers."
-    return reduce_attributed(model, attribute_phenomenon(model, phenomenon, cell, zscore, steps), zscore, accuracy)
+    return reduce_attributed(model, attribute_phenomenon(model, phenomenon, cell, zscore, steps), zscore, accuracy, faithful)
 
 # %% ../nbs/07_reduction.ipynb #39e0f09d
 def _identity_norm(layer):

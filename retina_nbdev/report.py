@@ -119,8 +119,10 @@ def _reduce_section(folder, manifest):
     axes[0, 0].set_ylabel('A_c(t), r(t)-r(0)'); axes[1, 0].set_ylabel('rate (Hz)'); axes[1, 0].legend(frameon=False, fontsize=7); fig.tight_layout()
     summary = manifest['summary']
     text = [f"Channels kept on average: {summary['channels_kept']:.1f}; components needed to explain 90% of all attribution "
-            f"time courses: {summary['components_needed']}. Precision and recall score the cell types the reduction calls "
-            "necessary against the bipolar types whose ablation abolishes the phenomenon in the simulator."]
+            f"time courses: {summary['components_needed']}. A reduction keeps the fewest channels, in order of attribution, that "
+            "reconstruct 90% of the response and still show the phenomenon ('minimal': those that reconstruction alone keeps). "
+            "Precision and recall score the cell types the reduction calls necessary against the bipolar types whose ablation "
+            "abolishes the phenomenon in the simulator."]
     return Section('Reduced circuits and their ground-truth score', [figure(fig, 900)], text, [table(reductions.round(3))])
 
 # %% ../nbs/10b_report.ipynb #d18c09df
@@ -161,9 +163,9 @@ def _headline(goal_fraction=0.85, goal_reproduced=0.75, goal_reduction=0.8, goal
 GOALS = _headline()  # (number, where in summary['stages']) -> the value it should reach
 REACHED = {'model r / noise ceiling': 0.77,  # the small demo: 0.789 (0.02 below, for another machine's float sums)
            'latency: reproduced by the CNN': 0.625,  # 5 of 8 cells: the CNN misses latency coding in some off_dual cells
-           'latency: reduction recall': 0.75,  # the off_dual cell's OFF-slow input is not called
+           'latency: reduction precision': 0.75,  # the off_fast cell's latency shift also needs a slow channel in the CNN
            'osr: reduction precision': 0.75,  # the on_off cell's reduction also keeps slow channels
-           'reversal: reduction precision': 0.0, 'reversal: reduction recall': 0.0}  # reversal is reproduced through OFF and slow channels, not ON-fast
+           'reversal: reduction precision': 0.33}  # the CNN's burst needs ON-fast, and also OFF-fast and slow channels
 CHECKS = {key: REACHED.get(key[0], goal) for key, goal in GOALS.items()}  # what CI holds the small demo to: the goal, or what was reached
 
 # %% ../nbs/10b_report.ipynb #4177d144
