@@ -211,7 +211,7 @@ def host_frames(frames, # (T, H, W) movie: an array, or a tensor
     import tensorflow as tf
     if tf.is_tensor(frames) and frames.dtype in (tf.float32, tf.float16):
         try: return np.from_dlpack(frames)  # a CPU tensor: its own memory
-        except (BufferError, RuntimeError, TypeError, ValueError): return frames.numpy()  # an accelerator's tensor: one host copy
+        except (BufferError, RuntimeError, TypeError, ValueError, AttributeError, tf.errors.OpError): return frames.numpy()  # an accelerator's tensor: one host copy
     array = np.asarray(frames.numpy() if tf.is_tensor(frames) else frames)
     return array if array.dtype in (np.float32, np.float16) else array.astype(np.float32)
 

@@ -34,7 +34,7 @@ def run_summary(out: Path, # a finished run's folder (`run.out`)
 
 # %% ../nbs/09a_paper.ipynb #27016808
 REDUCTION_COLUMNS = ('phenomenon', 'cell', 'keep', 'minimal', 'types', 'reconstruction', 'reduced_r', 'full_value', 'reduced_value',
-                     'reduced_present', 'truth', 'precision', 'recall')
+                     'full_present', 'reduced_present', 'truth', 'precision', 'recall')
 _TEXT_COLUMNS = ('keep', 'minimal', 'types', 'truth')
 
 def read_reductions(folder: Path, # the reduce stage's folder (`run.out/'reduce'`)

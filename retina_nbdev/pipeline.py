@@ -325,7 +325,7 @@ def reduce_stage(config, folder, inputs, work):
         rows.append(dict(phenomenon=result['phenomenon'], cell=result['cell'], keep=' '.join(map(str, result['keep'])),
                          minimal=' '.join(map(str, result['minimal'])), types=' '.join(result['types']),
                          reconstruction=result['reconstruction'], reduced_r=result['reduced_r'], full_value=result['full_value'],
-                         reduced_value=result['reduced_value'], reduced_present=result['reduced_present'],
+                         reduced_value=result['reduced_value'], full_present=result['full_present'], reduced_present=result['reduced_present'],
                          truth=' '.join(score.get('truth', [])), precision=score.get('precision'), recall=score.get('recall')))
         courses += [np.interp(np.linspace(0, 1, 40), np.linspace(0, 1, len(c)), c) for c in result['time_courses'].T]
     table = pd.DataFrame(rows)

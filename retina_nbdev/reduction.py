@@ -272,13 +272,14 @@ def reduce_attributed(model: keras.Model, # the model `attribute_phenomenon` att
                       accuracy: float = 0.9, # reconstruction the kept channels must reach
                       faithful: bool = True, # also keep adding channels until the reduced model shows the phenomenon
                      ) -> dict:
-    "Keep the fewest channels (that still show the phenomenon), silence the rest, re-measure; add the kept channels' functional types."
+    "Keep the channels ranked by attribution up to the first set that reconstructs the response (and shows the phenomenon), silence the rest, re-measure; add their types."
     from retina_nbdev import phenomena as ph
     phenomenon, cell, courses, response = attributed['phenomenon'], attributed['cell'], attributed['time_courses'], attributed['response']
     minimal, _ = minimal_channel_set(courses, response, accuracy)
     keep, full, reduced = faithful_channel_set(model, attributed, minimal, zscore) if faithful else (minimal, *(_measured(m, phenomenon, cell, zscore) for m in (model, silence_channels(model, minimal))))
     movie, _ = phenomenon_stimulus(phenomenon, model.input_shape[1], model.input_shape[-1])
     full_trace, reduced_trace = (ph.responses(m, movie, zscore=zscore)[:, cell] for m in (model, silence_channels(model, keep)))
+    courses, response = np.asarray(courses, np.float64), np.asarray(response, np.float64)  # as `minimal_channel_set` sums them
     reached = 1 - ((response - courses[:, keep].sum(1))**2).sum() / max((response**2).sum(), 1e-12)
     return dict(attributed, keep=keep, minimal=minimal, reconstruction=float(reached), types=channel_types(model, keep, attributed['path_weight']),
                 full_trace=full_trace, reduced_trace=reduced_trace, filters=effective_filters(model)[keep],

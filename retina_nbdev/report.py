@@ -119,8 +119,8 @@ def _reduce_section(folder, manifest):
     axes[0, 0].set_ylabel('A_c(t), r(t)-r(0)'); axes[1, 0].set_ylabel('rate (Hz)'); axes[1, 0].legend(frameon=False, fontsize=7); fig.tight_layout()
     summary = manifest['summary']
     text = [f"Channels kept on average: {summary['channels_kept']:.1f}; components needed to explain 90% of all attribution "
-            f"time courses: {summary['components_needed']}. A reduction keeps the fewest channels, in order of attribution, that "
-            "reconstruct 90% of the response and still show the phenomenon ('minimal': those that reconstruction alone keeps). "
+            f"time courses: {summary['components_needed']}. A reduction keeps the channels ranked by attribution up to the first "
+            "set that reconstructs 90% of the response and shows the phenomenon ('minimal': the set reconstruction alone keeps). "
             "Precision and recall score the cell types the reduction calls necessary against the bipolar types whose ablation "
             "abolishes the phenomenon in the simulator."]
     return Section('Reduced circuits and their ground-truth score', [figure(fig, 900)], text, [table(reductions.round(3))])
