@@ -133,9 +133,9 @@ def train_stage(config, folder, inputs, work):
     recording = recording_of(inputs); memory = job_memory(recording, config.preset.batch_size)  # read once: every job loads the same file
     common = dict(recording=str(recording), preset=config.preset.to_dict(), epochs=config.options.epochs, out=str(work))
     runs = [('cnn', seed) for seed in model_seeds(config)] + [('ln', config.seed)]
-    windows = job_memory(recording, config.preset.batch_size, config.preset.history) - memory  # the LN model reads whole windows
+    memory = dict(cnn=memory, ln=job_memory(recording, config.preset.batch_size, config.preset.history))  # the LN model reads whole windows
     jobs = [Job(f'{model}-seed{seed}', 'retina_nbdev.pipeline:train_job', dict(common, model=model), seed,
-                num_cpus=TRAIN_THREADS, num_gpus=1, memory=memory + (windows if model == 'ln' else 0)) for model, seed in runs]
+                num_cpus=TRAIN_THREADS, num_gpus=1, memory=memory[model]) for model, seed in runs]
     from tqdm.auto import tqdm
     watch = training_progress(work, [job.key for job in jobs], config.options.epochs or config.preset.epochs, tqdm.write)
     records, summary = fan_out(config, jobs, work, 'train', threads=TRAIN_THREADS, watch=watch), {}

@@ -26,6 +26,11 @@ def channel_importance(time_courses, # (time, channels) attribution A_c(t) of on
     return magnitude / total if total > 0 else magnitude
 
 # %% ../nbs/07_reduction.ipynb #22d8c787
+def _reconstruction(time_courses, response, channels):
+    "Fraction of the response's variance about zero that the summed attributions of `channels` reconstruct."
+    time_courses, response = np.asarray(time_courses, np.float64), np.asarray(response, np.float64)
+    return float(1 - ((response - time_courses[:, channels].sum(1))**2).sum() / max((response**2).sum(), 1e-12))
+
 def minimal_channel_set(time_courses, # (time, channels) attribution A_c(t) of one cell
                         response, # (time,) r(t) - r(0), what the attributions add up to
                         accuracy: float = 0.9, # required fraction of the response's variance about zero reconstructed
@@ -34,9 +39,9 @@ def minimal_channel_set(time_courses, # (time, channels) attribution A_c(t) of o
     time_courses, response = np.asarray(time_courses, np.float64), np.asarray(response, np.float64)
     if time_courses.shape[0] != response.shape[0]: raise ValueError(f"{time_courses.shape[0]} time points of attribution vs {response.shape[0]} of response")
     if not 0 < accuracy <= 1: raise ValueError(f"accuracy must be in (0, 1], got {accuracy}")
-    order, scale = np.argsort(-channel_importance(time_courses), kind='stable'), max((response**2).sum(), 1e-12)
+    order = np.argsort(-channel_importance(time_courses), kind='stable')
     for size in range(1, len(order) + 1):
-        reached = 1 - ((response - time_courses[:, order[:size]].sum(1))**2).sum() / scale
+        reached = _reconstruction(time_courses, response, order[:size])
         if reached >= accuracy: break
     return sorted(order[:size].tolist()), float(reached)
 
@@ -255,13 +260,14 @@ def faithful_channel_set(model: keras.Model, # the model attributed
                          attributed: dict, # `attribute_phenomenon`'s result for one cell
                          keep, # the channels to start from (`minimal_channel_set`'s)
                          zscore: tuple = (0.0, 1.0), # (mean, std) of the model's training stimulus
+                         grow: bool = True, # False: measure `keep` as it is
                         ) -> tuple:
     "Add channels, most important first, until the reduced model shows the phenomenon wherever the full model does: (channels, (present, value) full, reduced)."
     phenomenon, cell = attributed['phenomenon'], attributed['cell']
     order = np.argsort(-channel_importance(attributed['time_courses']), kind='stable').tolist()
     full, keep = _measured(model, phenomenon, cell, zscore), sorted(int(c) for c in keep)
     reduced = _measured(silence_channels(model, keep), phenomenon, cell, zscore)
-    while full[0] and not reduced[0] and len(keep) < len(order):
+    while grow and full[0] and not reduced[0] and len(keep) < len(order):
         keep = sorted(set(keep) | {next(c for c in order if c not in keep)})
         reduced = _measured(silence_channels(model, keep), phenomenon, cell, zscore)
     return keep, full, reduced
@@ -276,12 +282,10 @@ def reduce_attributed(model: keras.Model, # the model `attribute_phenomenon` att
     from retina_nbdev import phenomena as ph
     phenomenon, cell, courses, response = attributed['phenomenon'], attributed['cell'], attributed['time_courses'], attributed['response']
     minimal, _ = minimal_channel_set(courses, response, accuracy)
-    keep, full, reduced = faithful_channel_set(model, attributed, minimal, zscore) if faithful else (minimal, *(_measured(m, phenomenon, cell, zscore) for m in (model, silence_channels(model, minimal))))
+    keep, full, reduced = faithful_channel_set(model, attributed, minimal, zscore, grow=faithful)
     movie, _ = phenomenon_stimulus(phenomenon, model.input_shape[1], model.input_shape[-1])
     full_trace, reduced_trace = (ph.responses(m, movie, zscore=zscore)[:, cell] for m in (model, silence_channels(model, keep)))
-    courses, response = np.asarray(courses, np.float64), np.asarray(response, np.float64)  # as `minimal_channel_set` sums them
-    reached = 1 - ((response - courses[:, keep].sum(1))**2).sum() / max((response**2).sum(), 1e-12)
-    return dict(attributed, keep=keep, minimal=minimal, reconstruction=float(reached), types=channel_types(model, keep, attributed['path_weight']),
+    return dict(attributed, keep=keep, minimal=minimal, reconstruction=_reconstruction(courses, response, keep), types=channel_types(model, keep, attributed['path_weight']),
                 full_trace=full_trace, reduced_trace=reduced_trace, filters=effective_filters(model)[keep],
                 reduced_r=float(np.corrcoef(full_trace, reduced_trace)[0, 1]) if np.std(reduced_trace) > 0 else float('nan'),
                 full_present=full[0], reduced_present=reduced[0], full_value=full[1], reduced_value=reduced[1])
