@@ -2,7 +2,7 @@
 
     python tools/training_experiments.py NAME [--train ensemble] [--epochs 40] [--lr-patience 4]
         [--train-seconds 900] [--history 40] [--channels 8] [--l2 1e-3] [--noise-std 0.05] [--out DIR]
-        [--moving-bars 0.2] [--flicker gaussian|flashes] [--activity-l1 1e-4]
+        [--moving-bars 0.2] [--flicker gaussian|flashes] [--activity-l1 1e-4] [--batch-size 1000] [--learning-rate 0.01]
     python tools/training_experiments.py NAME --rescore FOLDER   # score a finished experiment's model again
     python tools/training_experiments.py NAME --model results/train/cnn.keras --recording results/simulate/insilico/ensemble.h5
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 COLUMNS = ['name', 'train', 'seed', 'epochs', 'lr_patience', 'train_minutes', 'history', 'channels', 'l2', 'noise_std',
-           'activity_l1', 'r_over_ceiling', 'r_true', 'latency', 'osr', 'reversal', 'anticipation', 'minutes']
+           'activity_l1', 'batch_size', 'learning_rate', 'r_over_ceiling', 'r_true', 'latency', 'osr', 'reversal', 'anticipation', 'minutes']
 
 
 def score(model, recording, preset, row):
@@ -125,6 +125,8 @@ def main():
     parser.add_argument('--moving-bars', type=float, default=0.0, help="share of the ensemble's blocks replaced by a moving, reversing bar")
     parser.add_argument('--flicker', choices=('binary', 'gaussian', 'flashes'), default='binary', help="the ensemble's full-field blocks")
     parser.add_argument('--activity-l1', type=float, default=0.0, help="L1 penalty on the hidden layers' activity")
+    parser.add_argument('--batch-size', type=int, default=None, help="windows per minibatch (the preset's: 1000)")
+    parser.add_argument('--learning-rate', type=float, default=None, help="Adam's initial learning rate (the preset's: 0.01)")
     parser.add_argument('--seed', type=int, default=0, help="the model's seed (initial weights, minibatches, training noise); the recording's is 0")
     parser.add_argument('--rescore', type=Path, default=None, help='a finished experiment folder (rec.h5, run/) to score again')
     parser.add_argument('--model', type=Path, default=None, help="a trained model to score (with --recording: the demo's CNN)")
@@ -144,7 +146,8 @@ def main():
     if args.activity_l1: train.make_train_step = activity_l1_step(args.activity_l1)
     small, start = get_preset('small'), time.perf_counter()
     changes = {key: value for key, value in dict(train_seconds=args.train_seconds, history=args.history,
-               conv1_channels=args.channels, conv2_channels=args.channels, l2=args.l2).items() if value is not None}
+               conv1_channels=args.channels, conv2_channels=args.channels, l2=args.l2,
+               batch_size=args.batch_size, learning_rate=args.learning_rate).items() if value is not None}
     preset = dataclasses.replace(small, **changes)
     out = args.rescore or args.out/args.name
     recording_file = args.recording or (out/'rec.h5' if (out/'rec.h5').exists() else simulate_experiment(preset, args.train, seed=0, out=out))
@@ -160,7 +163,8 @@ def main():
     movie = args.train + (f" + {args.moving_bars:.0%} moving-bar blocks" if args.moving_bars else '') + (f", {args.flicker} full-field blocks" if args.flicker != 'binary' else '')
     row = dict(name=args.name, train=movie, seed=args.seed, epochs=epochs, lr_patience=args.lr_patience,
                train_minutes=round(preset.train_seconds / 60), history=preset.history, channels=preset.conv1_channels,
-               l2=preset.l2, noise_std=args.noise_std, activity_l1=args.activity_l1)
+               l2=preset.l2, noise_std=args.noise_std, activity_l1=args.activity_l1, batch_size=preset.batch_size,
+               learning_rate=preset.learning_rate)
     row = score(model, recording, preset, row)
     row['minutes'] = round((time.perf_counter() - start) / 60, 1)
     print(json.dumps(row))
