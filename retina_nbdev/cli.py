@@ -27,6 +27,7 @@ def _common(parser):
     parser.add_argument('--model-seeds', type=int, default=1, help='BN-CNNs trained, from seeds SEED, SEED+1, ... (default: 1)')
     parser.add_argument('--pruning', choices=('reduced', 'full'), default='reduced',
                         help="the pruning grid: the preset's (default) or the full one (at small: the ranking, 3 seeds, every model trained to early stopping; at paper: every method, 7 compressions)")
+    parser.add_argument('--reduce-cells', type=int, default=None, help='cells attributed and reduced per cell type and phenomenon (default: every cell where the CNN reproduces it)')
     parser.add_argument('--pretrained', action='store_true', help="use the package's shipped models (small, seed 0) instead of training them")
     parser.add_argument('--force', action='store_true', help='re-run stages even if complete')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
@@ -67,6 +68,7 @@ def _check_arguments(args):
     if args.seed < 0: raise ValueError(f"--seed must be non-negative, got {args.seed}")
     if args.epochs is not None and args.epochs < 1: raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
     if args.model_seeds < 1: raise ValueError(f"--model-seeds must be at least 1, got {args.model_seeds}")
+    if args.reduce_cells is not None and args.reduce_cells < 1: raise ValueError(f"--reduce-cells must be at least 1, got {args.reduce_cells}")
     if args.pretrained:
         from retina_nbdev.models import model_card
         if args.epochs is not None or args.model_seeds != 1 or args.data is not None: raise ValueError("--pretrained trains nothing: it takes no --epochs, --model-seeds or --data")
@@ -91,7 +93,8 @@ def main(argv: list | None = None, # arguments (default: sys.argv[1:])
     try:
         _check_arguments(args)
         options = ({} if args.epochs is None else dict(epochs=args.epochs)) | ({} if args.model_seeds == 1 else dict(model_seeds=args.model_seeds)) | \
-                  (dict(pretrained=True) if args.pretrained else {}) | (dict(pruning='full') if args.pruning == 'full' else {})
+                  (dict(pretrained=True) if args.pretrained else {}) | (dict(pruning='full') if args.pruning == 'full' else {}) | \
+                  ({} if args.reduce_cells is None else dict(reduce_cells=args.reduce_cells))
         executor = dict(name=args.executor, address=args.ray_address, workers=args.workers) if args.command in FAN_OUT else {}
         config = RunConfig(args.out or artifact_dir(create=False), get_preset(args.preset), args.seed, args.data,
                            progress=not args.quiet, options=options, executor=executor)

@@ -62,7 +62,7 @@ PRESETS = {
                     batch_size=256, epochs=3, learning_rate=1e-2, l2=1e-3, ig_steps=50),
     'small': Preset('small', pixels=24, history=40, conv1_channels=8, conv1_kernel=9,  conv2_channels=8, conv2_kernel=7,
                     num_cells=16, train_seconds=900,  test_seconds=60,  num_repeats=5, nskip_seconds=2,
-                    batch_size=1000, epochs=40, learning_rate=1e-2, l2=1e-3, ig_steps=100, lr_patience=4),
+                    batch_size=1000, epochs=40, learning_rate=1e-2, l2=1e-3, ig_steps=100, lr_patience=2),
     'paper': Preset('paper', pixels=50, history=40, conv1_channels=8, conv1_kernel=15, conv2_channels=8, conv2_kernel=11,
                     num_cells=24, train_seconds=3600, test_seconds=300, num_repeats=5, nskip_seconds=60,
                     batch_size=1000, epochs=6, learning_rate=1e-2, l2=1e-3, ig_steps=100, lr_patience=2),

@@ -293,13 +293,16 @@ def plot_cells(stimulus: CanonicalStimulus, # the phenomenon's, from `canonical_
                folder: Path, # the reduce stage's folder
               ):
     "The reduced over the full response of every reduced cell, around the attributed window."
-    fig, axes = plt.subplots(1, len(reduced), figsize=(min(8, 2.2 * len(reduced)), 1.9), squeeze=False)
+    rows, columns = -(-len(reduced) // 4), min(len(reduced), 4)  # four cells a row
+    fig, axes = plt.subplots(rows, columns, figsize=(min(8, 2.2 * columns), 1.9 * rows), squeeze=False)
     span = np.arange(max(stimulus.rows[0] - 20, 0), min(stimulus.rows[-1] + 20, len(stimulus.time_ms)))
-    for ax, (_, row) in zip(axes[0], reduced.iterrows()):
+    for ax in axes.flat[len(reduced):]: ax.set_visible(False)
+    for ax, (_, row) in zip(axes.flat, reduced.iterrows()):
         saved = load_reduction(folder, row.phenomenon, row.cell)
         ax.plot(stimulus.time_ms[span], saved['full_trace'][span], 'k'); ax.plot(stimulus.time_ms[span], saved['reduced_trace'][span], color='C3', ls='--')
         ax.set_title(f'cell {int(row.cell)}: {row.types}', fontsize=6); ax.set_xlabel(stimulus.xlabel)
-    axes[0, 0].set_ylabel('rate (Hz)'); fig.tight_layout()
+    for ax in axes[:, 0]: ax.set_ylabel('rate (Hz)')
+    fig.tight_layout()
     return fig
 
 # %% ../nbs/09a_paper.ipynb #204e43a7

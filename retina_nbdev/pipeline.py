@@ -251,8 +251,9 @@ def phenomena_stage(config, folder, inputs, work):
 
 # %% ../nbs/10a_pipeline.ipynb #5470d9a4
 def cells_to_reduce(folder: Path, # the phenomena stage's folder
+                    per_type: int | None = None, # at most this many cells of each type (the first ones); None: all of them
                    ) -> dict:
-    "phenomenon -> cells to reduce: the first cell of each type where the CNN reproduces it (shows it, if the retina is unknown)."
+    "phenomenon -> cells to reduce: every cell where the CNN reproduces it (shows it, if the retina is unknown), or the first `per_type` of each type."
     import pandas as pd
     from retina_nbdev.phenomena import MAIN_METRIC
     if (folder/'comparison.csv').exists():
@@ -260,7 +261,7 @@ def cells_to_reduce(folder: Path, # the phenomena stage's folder
         table = table[(table.metric == table.phenomenon.map(MAIN_METRIC)) & table.present_retina.astype(bool) & table.present_cnn.astype(bool)]
     else: table = pd.read_csv(folder/'cnn_summary.csv').query('present').drop_duplicates(['phenomenon', 'cell'])
     by = 'cell_type' if 'cell_type' in table else 'cell'
-    return {name: sorted(group.groupby(by).cell.min().astype(int).tolist()) for name, group in table.groupby('phenomenon')}
+    return {name: sorted(int(cell) for _, cells in group.groupby(by).cell for cell in sorted(cells)[:per_type]) for name, group in table.groupby('phenomenon')}
 
 def not_reproduced(folder: Path, # the phenomena stage's folder
                   ) -> dict:
@@ -286,13 +287,14 @@ def attribute_job(config: dict, # model (a .keras path), phenomenon, cell, zscor
     return dict(file=path.name, completeness_error=round(float(result['completeness_error']), 5))
 
 # %% ../nbs/10a_pipeline.ipynb #ea3f6ae6
-@stage('attribute', needs=['simulate', 'train', 'phenomena'], description='integrated gradients to conv1, per phenomenon and cell (fans out)')
+@stage('attribute', needs=['simulate', 'train', 'phenomena'], description='integrated gradients to conv1, per phenomenon and cell (fans out)',
+       options=('reduce_cells',))
 def attribute_stage(config, folder, inputs, work):
     from retina_nbdev.distributed import Job
     common = dict(model=str(inputs['train']/'cnn.keras'), zscore=_training_zscore(config, inputs), steps=config.preset.ig_steps,
                   out=str(work/'attributions'))
     jobs = [Job(f'{phenomenon}-cell{cell:02d}', 'retina_nbdev.pipeline:attribute_job', dict(common, phenomenon=phenomenon, cell=cell),
-                seed=None, num_gpus=1) for phenomenon, cells in cells_to_reduce(inputs['phenomena']).items() for cell in cells]
+                seed=None, num_gpus=1) for phenomenon, cells in cells_to_reduce(inputs['phenomena'], config.options.reduce_cells).items() for cell in cells]
     records = fan_out(config, jobs, work, 'attribute')
     for record in records: shutil.copy(work/'attributions'/record['result']['file'], folder/record['result']['file'])
     write_jobs(folder, records)
@@ -413,10 +415,11 @@ def study_run(preset: str | Preset | None = None, # the preset; None: `get_prese
         try: summary = json.loads((folder/'summary.json').read_text())
         except (FileNotFoundError, json.JSONDecodeError): continue
         if summary.get('preset') == preset.name: return RunConfig(folder, preset, summary.get('seed', 0), progress=False)
-    label = preset.name + ('-pretrained' if pretrained else '')
+    label = preset.name + ('-pretrained' if pretrained else '') + ('-test' if running_under_test() else '')
     out = Path(out) if out else Path(tempfile.gettempdir())/f'retina_nbdev-study-{label}-{_source_digest()}'
     out.mkdir(parents=True, exist_ok=True)
-    config = RunConfig(out, preset, progress=False, options=dict(pretrained=True) if pretrained else {})
+    options = (dict(pretrained=True) if pretrained else {}) | (dict(reduce_cells=1) if running_under_test() else {})  # tests: one cell per type
+    config = RunConfig(out, preset, progress=False, options=options)
     with open(out/'.lock', 'w') as lock:  # notebooks run side by side wait for one run, then find it complete
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:

@@ -25,6 +25,7 @@ class RunOptions:
     model_seeds: int = 1  # BN-CNNs trained, from the run's seed on
     pretrained: bool | str = False  # train nothing: use the package's shipped models (True) or those in this folder
     pruning: str | dict = 'reduced'  # the pruning grid: 'reduced' (the preset's), 'full', or grid entries over the preset's
+    reduce_cells: int | None = None  # cells attributed and reduced per cell type and phenomenon; None: every cell where the CNN reproduces it
 
     def __post_init__(self):
         count = lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= 1
@@ -33,6 +34,7 @@ class RunOptions:
         if not isinstance(self.pretrained, (bool, str)): raise ValueError(f"pretrained must be True, False or a folder, got {self.pretrained!r}")
         if self.pruning not in ('reduced', 'full') and not isinstance(self.pruning, dict):
             raise ValueError(f"pruning must be 'reduced', 'full' or a dict of grid entries, got {self.pruning!r}")
+        if not (self.reduce_cells is None or count(self.reduce_cells)): raise ValueError(f"reduce_cells must be a positive integer or None, got {self.reduce_cells!r}")
     @classmethod
     def of(cls, options: dict | None = None):
         "Options from a dict (unknown names refused), or as they are."

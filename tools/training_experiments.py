@@ -1,6 +1,6 @@
 """Train the `small` BN-CNN one way and score it: model quality and the four phenomena against the retina.
 
-    python tools/training_experiments.py NAME [--train ensemble] [--epochs 40] [--lr-patience 4]
+    python tools/training_experiments.py NAME [--train ensemble] [--epochs 40] [--lr-patience 2]
         [--train-seconds 900] [--history 40] [--channels 8] [--l2 1e-3] [--noise-std 0.05] [--out DIR]
         [--moving-bars 0.2] [--flicker gaussian|flashes] [--activity-l1 1e-4] [--batch-size 1000] [--learning-rate 0.01]
     python tools/training_experiments.py NAME --rescore FOLDER   # score a finished experiment's model again
@@ -118,7 +118,7 @@ def activity_l1_step(l1: float):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('name'); parser.add_argument('--train', default='ensemble')
-    parser.add_argument('--epochs', type=int, default=40); parser.add_argument('--lr-patience', type=int, default=4)
+    parser.add_argument('--epochs', type=int, default=40); parser.add_argument('--lr-patience', type=int, default=None, help="stalled epochs before the learning rate drops (the preset's: 2; the table's earlier rows: 4)")
     parser.add_argument('--train-seconds', type=float, default=None); parser.add_argument('--history', type=int, default=None)
     parser.add_argument('--channels', type=int, default=None); parser.add_argument('--l2', type=float, default=None)
     parser.add_argument('--noise-std', type=float, default=0.05)
@@ -160,8 +160,9 @@ def main():
         model = bn_cnn(preset, num_cells=recording.num_cells, noise_std=args.noise_std)
         training = TrainingConfig(epochs=args.epochs, patience_lr=args.lr_patience, seed=args.seed)
         epochs = fit(model, recording, out/'run', training, progress=False, preset=preset).epoch
+    lr_patience = args.lr_patience or preset.lr_patience
     movie = args.train + (f" + {args.moving_bars:.0%} moving-bar blocks" if args.moving_bars else '') + (f", {args.flicker} full-field blocks" if args.flicker != 'binary' else '')
-    row = dict(name=args.name, train=movie, seed=args.seed, epochs=epochs, lr_patience=args.lr_patience,
+    row = dict(name=args.name, train=movie, seed=args.seed, epochs=epochs, lr_patience=lr_patience,
                train_minutes=round(preset.train_seconds / 60), history=preset.history, channels=preset.conv1_channels,
                l2=preset.l2, noise_std=args.noise_std, activity_l1=args.activity_l1, batch_size=preset.batch_size,
                learning_rate=preset.learning_rate)
