@@ -10,7 +10,7 @@ __all__ = ['fft_conv1', 'chunk_windows', 'model_tail', 'supports_chunks', 'chunk
 
 # %% ../nbs/04_chunked.ipynb #307fa98d
 from .core import *
-from .data import as_frames
+from .windows import as_frames
 import numpy as np
 import keras
 import tensorflow as tf

@@ -7,6 +7,7 @@ Docs: https://retina-nbdev.github.io/retina_nbdev/data.html.md"""
 # %% ../nbs/01_data.ipynb #4a6a47dd
 from __future__ import annotations
 from .core import FRAME_RATE, atomic_write
+from .windows import _aligned_empty, _gather_windows, as_frames, host_frames, window_dataset
 import dataclasses, json, math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +16,7 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['VALIDATION_FRACTION', 'BLOCK_KEYS', 'FRAME_DTYPES', 'recording_path', 'repeat_key', 'write_recording',
-           'toy_recording', 'read_ground_truth', 'as_frames', 'host_frames', 'window_dataset', 'Recording',
-           'load_recording']
+           'toy_recording', 'read_ground_truth', 'Recording', 'load_recording']
 
 # %% ../nbs/01_data.ipynb #753c12c7
 VALIDATION_FRACTION = 0.05  # training samples held out for validation, as one block at the end of the training movie
@@ -178,82 +178,6 @@ def read_ground_truth(path: str | Path, # a recording file
                      ) -> dict | None:
     "The `ground_truth` group of a recording as a nested dict, or None if the file has none (a real recording)."
     with _open(path) as f: return _read_node(f['ground_truth']) if 'ground_truth' in f else None
-
-# %% ../nbs/01_data.ipynb #d15cdea7
-def _aligned_empty(shape: tuple, # (T, H, W)
-                   first_row: int = 0, # the row that must start on the boundary
-                   align: int = 64, # bytes; TensorFlow's CPU allocator's alignment
-                   dtype=np.float32, # float32, or float16
-                  ) -> np.ndarray:
-    "An uninitialised array whose row `first_row` starts on an `align`-byte boundary."
-    itemsize = np.dtype(dtype).itemsize
-    row_bytes, size = int(np.prod(shape[1:])) * itemsize, int(np.prod(shape)) * itemsize
-    raw = np.empty(size + align, np.uint8)
-    offset = -(raw.ctypes.data + first_row * row_bytes) % align
-    return raw[offset:offset + size].view(dtype).reshape(shape)
-
-def _gather_windows(frames, index, history):
-    "Float32 windows (B, H, W, history) of a frame tensor (T, H, W) starting at the sample indices `index` (B,)."
-    import tensorflow as tf
-    windows = tf.gather(frames, index[:, None] + tf.range(history, dtype=index.dtype))
-    return tf.transpose(tf.cast(windows, tf.float32), [0, 2, 3, 1])  # float16 frames: only the batch is cast
-
-def as_frames(frames, # (T, H, W) movie: an array, or a tensor
-             ):
-    "A movie as a tensor to cut windows from: a float32 or float16 tensor as it is, anything else as a float32 copy."
-    import tensorflow as tf
-    if tf.is_tensor(frames) and frames.dtype in (tf.float32, tf.float16): return frames
-    return tf.convert_to_tensor(frames, tf.float32)
-
-def host_frames(frames, # (T, H, W) movie: an array, or a tensor
-               ) -> np.ndarray:
-    "A movie as a host array to cut windows from: float32 or float16 memory as it is (a CPU tensor's own, by DLPack), anything else as a float32 copy."
-    import tensorflow as tf
-    if tf.is_tensor(frames) and frames.dtype in (tf.float32, tf.float16):
-        try: return np.from_dlpack(frames)  # a CPU tensor: its own memory
-        except (BufferError, RuntimeError, TypeError, ValueError, AttributeError, tf.errors.OpError): return frames.numpy()  # an accelerator's tensor: one host copy
-    array = np.asarray(frames.numpy() if tf.is_tensor(frames) else frames)
-    return array if array.dtype in (np.float32, np.float16) else array.astype(np.float32)
-
-# %% ../nbs/01_data.ipynb #7bafbd5d
-def _cut_windows(frames, targets, history):
-    "A numpy function of sample indices (B,): their float32 windows (B, H, W, history), and their targets if any."
-    views = np.lib.stride_tricks.sliding_window_view(frames, history, axis=0)  # (T - history + 1, H, W, history), no copy
-    def cut(index):
-        windows = _aligned_empty((len(index), *views.shape[1:]))  # 64-byte aligned: TensorFlow takes it without a copy
-        for first in range(0, len(index), 64):  # 64 windows at a time: a batch is never held twice
-            windows[first:first + 64] = views[index[first:first + 64]]  # time already last; float16 frames are cast here
-        return windows if targets is None else (windows, targets[index])
-    return cut
-
-def window_dataset(frames, # (T, H, W) movie: float32 or float16 memory (an array, or a CPU tensor) is read in place
-                   history: int, # frames per window
-                   targets=None, # (T - history, n) responses aligned to samples, or None for windows only
-                   start: int = 0, # first sample
-                   stop: int | None = None, # one past the last sample; None: T - history
-                   batch_size: int = 256, # windows per batch
-                   shuffle: bool = False, # shuffle the samples (every epoch, reproducibly for a seed)
-                   seed: int = 0, # the shuffle's seed
-                  ):
-    "A `tf.data.Dataset` of window batches (B, H, W, history), with their targets if given, cut lazily by index."
-    import tensorflow as tf
-    frames = host_frames(frames)
-    num = frames.shape[0] - history if frames.ndim == 3 else 0
-    stop = num if stop is None else stop
-    if not (frames.ndim == 3 and history >= 1 and 0 <= start < stop <= num):
-        raise ValueError(f"window_dataset: samples [{start}, {stop}) of frames {tuple(frames.shape)} with history {history}: need 3-D frames, history >= 1 and 0 <= start < stop <= {num}")
-    index = tf.data.Dataset.range(start, stop)
-    if shuffle: index = index.shuffle(stop - start, seed=seed, reshuffle_each_iteration=True)
-    if targets is not None:
-        targets = np.asarray(targets.numpy() if tf.is_tensor(targets) else targets, np.float32)
-        if targets.shape[0] != num: raise ValueError(f"window_dataset: targets have {targets.shape[0]} rows, need one per sample ({num})")
-    specs = [tf.TensorSpec((None, *frames.shape[1:], history), tf.float32)] + ([] if targets is None else [tf.TensorSpec((None, *targets.shape[1:]), tf.float32)])
-    cut = _cut_windows(frames, targets, history)
-    def gather(index):  # the movie stays in numpy: a map reading a tensor would copy it into the pipeline's graph
-        batch = tf.numpy_function(cut, [index], [spec.dtype for spec in specs], stateful=False)
-        for tensor, spec in zip(batch, specs): tensor.set_shape(spec.shape)
-        return batch[0] if targets is None else tuple(batch)
-    return index.batch(batch_size).map(gather).prefetch(tf.data.AUTOTUNE)
 
 # %% ../nbs/01_data.ipynb #4456131c
 def _read(f, key, source, ndim, nonneg=False):

@@ -50,7 +50,7 @@ def _model_responses(model, movies, history, batch_frames):
         return np.concatenate([chunked_forward(model, movies[i:i + step], tail).numpy()
                                .reshape(len(movies[i:i + step]), num_frames - history + 1, -1)[:, :-1]
                                for i in range(0, num_movies, step)])
-    from retina_nbdev.data import window_dataset
+    from retina_nbdev.windows import window_dataset
     return np.stack([model.predict(window_dataset(movie, history), verbose=0) for movie in movies])
 
 def responses(system, # a `Retina`, a Keras model or a callable movie -> (T, n_cells) rates

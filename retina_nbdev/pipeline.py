@@ -415,11 +415,10 @@ def study_run(preset: str | Preset | None = None, # the preset; None: `get_prese
         try: summary = json.loads((folder/'summary.json').read_text())
         except (FileNotFoundError, json.JSONDecodeError): continue
         if summary.get('preset') == preset.name: return RunConfig(folder, preset, summary.get('seed', 0), progress=False)
-    label = preset.name + ('-pretrained' if pretrained else '') + ('-test' if running_under_test() else '')
+    label = preset.name + ('-pretrained' if pretrained else '')
     out = Path(out) if out else Path(tempfile.gettempdir())/f'retina_nbdev-study-{label}-{_source_digest()}'
     out.mkdir(parents=True, exist_ok=True)
-    options = (dict(pretrained=True) if pretrained else {}) | (dict(reduce_cells=1) if running_under_test() else {})  # tests: one cell per type
-    config = RunConfig(out, preset, progress=False, options=options)
+    config = RunConfig(out, preset, progress=False, options=dict(pretrained=True) if pretrained else {})
     with open(out/'.lock', 'w') as lock:  # notebooks run side by side wait for one run, then find it complete
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:

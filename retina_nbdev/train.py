@@ -16,7 +16,7 @@ import numpy as np
 import keras
 from tqdm.auto import tqdm
 from .chunked import supports_chunks, make_train_step, chunk_starts, gather_chunks, chunked_loss, predict_chunked
-from .data import window_dataset
+from .windows import window_dataset
 
 # %% ../nbs/04a_train.ipynb #d49e29b8
 @dataclass

@@ -1,4 +1,4 @@
-"""Lazy windows (`retina_nbdev.data.window_dataset`): windows per second over one shuffled epoch, and how much the
+"""Lazy windows (`retina_nbdev.windows.window_dataset`): windows per second over one shuffled epoch, and how much the
 process's peak memory grows meanwhile, against what the materialised windows would take.
 
     python tests/bench_data.py [--frames 20000] [--side 24] [--history 40]
@@ -16,7 +16,7 @@ def peak_rss_mb():
 
 
 def bench(num_frames, side, history, batch_size=256):
-    from retina_nbdev.data import window_dataset  # the library first: it quiets TensorFlow's start-up
+    from retina_nbdev.windows import window_dataset  # the library first: it quiets TensorFlow's start-up
     import tensorflow as tf
     frames = tf.random.stateless_normal((num_frames, side, side), seed=(0, 0))
     targets = tf.random.stateless_uniform((num_frames - history, 16), seed=(0, 1))

@@ -5,8 +5,8 @@ import h5py
 import numpy as np
 import pytest
 
-from retina_nbdev.data import (load_recording, read_ground_truth, recording_path, repeat_key, toy_recording,
-                               window_dataset, write_recording)
+from retina_nbdev.data import load_recording, read_ground_truth, recording_path, repeat_key, toy_recording, write_recording
+from retina_nbdev.windows import window_dataset
 
 HISTORY = 10
 

@@ -26,7 +26,7 @@ def cnn():
 
 def test_bn_cnn_chunked_responses_match_plain_windows(cnn):
     "The FFT path, a stack of movies and small batches all give what `model.predict` gives on the windows."
-    from retina_nbdev.data import window_dataset
+    from retina_nbdev.windows import window_dataset
     movies = np.random.default_rng(0).standard_normal((3, 60, 16, 16)).astype(np.float32)
     stacked = responses(cnn, movies, batch_frames=100)  # one movie per FFT batch
     assert stacked.shape == (3, 40, 4)
