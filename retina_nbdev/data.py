@@ -7,7 +7,7 @@ Docs: https://retina-nbdev.github.io/retina_nbdev/data.html.md"""
 # %% ../nbs/01_data.ipynb #4a6a47dd
 from __future__ import annotations
 from .core import FRAME_RATE, atomic_write
-from .windows import _aligned_empty, _gather_windows, as_frames, host_frames, window_dataset
+from .windows import _aligned_empty, _gather_windows, window_dataset
 import dataclasses, json, math
 from dataclasses import dataclass
 from pathlib import Path
