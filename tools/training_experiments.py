@@ -147,7 +147,7 @@ def main():
     small, start = get_preset('small'), time.perf_counter()
     changes = {key: value for key, value in dict(train_seconds=args.train_seconds, history=args.history,
                conv1_channels=args.channels, conv2_channels=args.channels, l2=args.l2,
-               batch_size=args.batch_size, learning_rate=args.learning_rate).items() if value is not None}
+               batch_size=args.batch_size, learning_rate=args.learning_rate, lr_patience=args.lr_patience).items() if value is not None}
     preset = dataclasses.replace(small, **changes)
     out = args.rescore or args.out/args.name
     recording_file = args.recording or (out/'rec.h5' if (out/'rec.h5').exists() else simulate_experiment(preset, args.train, seed=0, out=out))
@@ -158,11 +158,10 @@ def main():
     else:
         seed_everything(args.seed)
         model = bn_cnn(preset, num_cells=recording.num_cells, noise_std=args.noise_std)
-        training = TrainingConfig(epochs=args.epochs, patience_lr=args.lr_patience, seed=args.seed)
+        training = TrainingConfig(epochs=args.epochs, seed=args.seed)  # the learning-rate schedule: the preset's
         epochs = fit(model, recording, out/'run', training, progress=False, preset=preset).epoch
-    lr_patience = args.lr_patience or preset.lr_patience
     movie = args.train + (f" + {args.moving_bars:.0%} moving-bar blocks" if args.moving_bars else '') + (f", {args.flicker} full-field blocks" if args.flicker != 'binary' else '')
-    row = dict(name=args.name, train=movie, seed=args.seed, epochs=epochs, lr_patience=lr_patience,
+    row = dict(name=args.name, train=movie, seed=args.seed, epochs=epochs, lr_patience=preset.lr_patience,
                train_minutes=round(preset.train_seconds / 60), history=preset.history, channels=preset.conv1_channels,
                l2=preset.l2, noise_std=args.noise_std, activity_l1=args.activity_l1, batch_size=preset.batch_size,
                learning_rate=preset.learning_rate)
