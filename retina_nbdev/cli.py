@@ -9,6 +9,7 @@ __all__ = ['FAN_OUT', 'build_parser', 'main', 'check_run']
 
 # %% ../nbs/10c_cli.ipynb #8654c08e
 from .core import *
+from .stages import PRUNING_GRIDS
 import argparse, sys
 from pathlib import Path
 
@@ -25,8 +26,8 @@ def _common(parser):
     parser.add_argument('--data', type=Path, default=None, help='folder of real recordings <experiment>/naturalscene.h5 (default: simulate)')
     parser.add_argument('--epochs', type=int, default=None, help="maximum training epochs (default: the preset's)")
     parser.add_argument('--model-seeds', type=int, default=1, help='BN-CNNs trained, from seeds SEED, SEED+1, ... (default: 1)')
-    parser.add_argument('--pruning', choices=('reduced', 'full'), default='reduced',
-                        help="the pruning grid: the preset's (default) or the full one (at small: the ranking, 3 seeds, every model trained to early stopping; at paper: every method, 7 compressions)")
+    parser.add_argument('--pruning', choices=PRUNING_GRIDS, default='reduced',
+                        help="the pruning grid: the preset's (default), the full one (at small: the ranking, 3 seeds, every model trained to early stopping on a short budget; at paper: every method, 7 compressions) or the converged one (at small: 3 seeds, every model trained as the demo trains its CNN)")
     parser.add_argument('--reduce-cells', type=int, default=None, help='cells attributed and reduced per cell type and phenomenon (default: every cell where the CNN reproduces it)')
     parser.add_argument('--pretrained', action='store_true', help="use the package's shipped models (small, seed 0) instead of training them")
     parser.add_argument('--force', action='store_true', help='re-run stages even if complete')
@@ -93,7 +94,7 @@ def main(argv: list | None = None, # arguments (default: sys.argv[1:])
     try:
         _check_arguments(args)
         options = ({} if args.epochs is None else dict(epochs=args.epochs)) | ({} if args.model_seeds == 1 else dict(model_seeds=args.model_seeds)) | \
-                  (dict(pretrained=True) if args.pretrained else {}) | (dict(pruning='full') if args.pruning == 'full' else {}) | \
+                  (dict(pretrained=True) if args.pretrained else {}) | (dict(pruning=args.pruning) if args.pruning != 'reduced' else {}) | \
                   ({} if args.reduce_cells is None else dict(reduce_cells=args.reduce_cells))
         executor = dict(name=args.executor, address=args.ray_address, workers=args.workers) if args.command in FAN_OUT else {}
         config = RunConfig(args.out or artifact_dir(create=False), get_preset(args.preset), args.seed, args.data,

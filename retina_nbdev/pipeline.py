@@ -377,7 +377,7 @@ def prune_stage(config, folder, inputs, work):
     from retina_nbdev.distributed import Job
     from retina_nbdev.pruning_study import pruning_grid, pruning_runs
     choice, recording = config.options.pruning, recording_of(inputs)
-    grid = {**pruning_grid(config.preset, full=choice == 'full'), **(choice if isinstance(choice, dict) else {})}
+    grid = {**pruning_grid(config.preset, choice if isinstance(choice, str) else 'reduced'), **(choice if isinstance(choice, dict) else {})}
     memory = job_memory(recording, config.preset.batch_size)  # read once: every job loads the same file
     common = dict(recording=str(recording), preset=config.preset.to_dict(), grid=grid, out=str(work/'runs'))
     jobs = [Job(f"seed{seed}-{method}-{compression or 'all'}", 'retina_nbdev.pipeline:prune_job', dict(common, method=method, compression=compression),

@@ -19,6 +19,7 @@ import keras
 from .models import bn_cnn
 from .train import fit, predict_test, TrainingConfig
 from .metrics import evaluate
+from .stages import PRUNING_GRIDS
 from .pruning import (METHODS, channel_survival, check_compression, collapsed, get_masks,
                                   magnitude_rewinding, prunable_weights, prune)
 
@@ -26,13 +27,17 @@ from .pruning import (METHODS, channel_survival, check_compression, collapsed, g
 STUDY_METHODS = (*METHODS, 'rewinding')  # the pruning methods, and iterative magnitude pruning with weight rewinding
 
 def pruning_grid(preset: str | Preset | None = None, # the preset (or its name); None: `get_preset()`
-                 full: bool = False, # the full grid whatever the preset
+                 kind: str = 'reduced', # 'reduced' (what fits the preset's run), 'full' or 'converged' (`PRUNING_GRIDS`)
                 ) -> dict:
     "The pruning study's grid for a preset: compressions, methods, seeds, and the training of each pruned model."
-    preset = get_preset(preset)
+    if kind not in PRUNING_GRIDS: raise ValueError(f"kind must be one of {', '.join(map(repr, PRUNING_GRIDS))}, got {kind!r}")
+    preset, full = get_preset(preset), kind != 'reduced'
     if preset.name == 'tiny':
         return dict(compressions=(1.0, 10.0, 100.0), methods=STUDY_METHODS, seeds=(0,), epochs=1, max_batches=4,
                     data_batches=2, rounds=20)
+    if preset.name == 'small' and kind == 'converged':  # every model trained as the demo trains its CNN, to early stopping
+        return dict(compressions=(1.0, 10.0, 100.0, 1000.0), methods=METHODS, seeds=(0, 1, 2), epochs=30,
+                    max_batches=None, patience_lr=2, patience_stop=4, data_batches=2, rounds=100)
     if preset.name == 'small' and full:  # the ranking: 3 seeds, every model trained to early stopping on one budget
         return dict(compressions=(1.0, 3.16, 10.0, 100.0, 1000.0), methods=METHODS, seeds=(0, 1, 2), epochs=14,
                     max_batches=40, patience_lr=2, patience_stop=4, data_batches=2, rounds=100)
