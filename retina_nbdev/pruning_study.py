@@ -31,20 +31,19 @@ def pruning_grid(preset: str | Preset | None = None, # the preset (or its name);
                 ) -> dict:
     "The pruning study's grid for a preset: compressions, methods, seeds, and the training of each pruned model."
     if kind not in PRUNING_GRIDS: raise ValueError(f"kind must be one of {', '.join(map(repr, PRUNING_GRIDS))}, got {kind!r}")
-    preset, full = get_preset(preset), kind != 'reduced'
+    preset = get_preset(preset)
     if preset.name == 'tiny':
         return dict(compressions=(1.0, 10.0, 100.0), methods=STUDY_METHODS, seeds=(0,), epochs=1, max_batches=4,
                     data_batches=2, rounds=20)
-    if preset.name == 'small' and kind == 'converged':  # every model trained as the demo trains its CNN, to early stopping
-        return dict(compressions=(1.0, 10.0, 100.0, 1000.0), methods=METHODS, seeds=(0, 1, 2), epochs=30,
-                    max_batches=None, patience_lr=2, patience_stop=4, data_batches=2, rounds=100)
-    if preset.name == 'small' and full:  # the ranking: 3 seeds, every model trained to early stopping on one budget
+    if preset.name == 'small' and kind == 'converged':  # the full grid's runs, each trained as the demo trains its CNN
+        return pruning_grid(preset, 'full') | dict(compressions=(1.0, 10.0, 100.0, 1000.0), epochs=30, max_batches=None)
+    if preset.name == 'small' and kind == 'full':  # the ranking: 3 seeds, every model trained to early stopping on one budget
         return dict(compressions=(1.0, 3.16, 10.0, 100.0, 1000.0), methods=METHODS, seeds=(0, 1, 2), epochs=14,
                     max_batches=40, patience_lr=2, patience_stop=4, data_batches=2, rounds=100)
     if preset.name == 'small':
         return dict(compressions=(1.0, 10.0, 100.0, 1000.0), methods=STUDY_METHODS, seeds=(0,), epochs=2, max_batches=25,
                     data_batches=2, rounds=100)
-    if preset.name == 'paper' and not full:  # what fits the preset's CPU budget: one seed, one epoch of 60 batches each
+    if preset.name == 'paper' and kind == 'reduced':  # what fits the preset's CPU budget: one seed, one epoch of 60 batches each
         return dict(compressions=(1.0, 10.0, 100.0, 1000.0), methods=METHODS, seeds=(0,), epochs=1, max_batches=60,
                     data_batches=2, rounds=100)
     return dict(compressions=tuple(np.round(np.logspace(0, 3, 7), 2)), methods=STUDY_METHODS, seeds=(0, 1, 2),
