@@ -28,7 +28,7 @@ def test_every_method_of_the_grid_keeps_the_count_asked_for(tmp_path):
     assert study.kept.tolist() == [total] + [round(total / 10)] * len(STUDY_METHODS)
     assert study.compression.tolist() == [1.0] + [10.0] * len(STUDY_METHODS)
     assert all(len(survival) == 4 for survival in study.survival)  # the tiny conv1's channels
-    assert set(study.columns) == {'seed', 'method', 'compression', 'achieved', 'kept', 'collapsed', 'r', 'r_true', 'survival', 'seconds'}
+    assert set(study.columns) == {'seed', 'method', 'compression', 'achieved', 'kept', 'collapsed', 'connected', 'r', 'r_true', 'survival', 'seconds'}
     assert pd.read_csv(tmp_path/'study'/'pruning.csv').method.tolist() == list(study.method)
     for row in study.itertuples():  # a run whose pruning emptied a layer is not trained (r = 0); every other one is
         trained = (run_folder(tmp_path/'study', 0, row.method, row.compression)/'best.weights.h5').exists()
