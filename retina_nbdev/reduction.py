@@ -8,7 +8,8 @@ Docs: https://retina-nbdev.github.io/retina_nbdev/reduction.html.md"""
 __all__ = ['channel_importance', 'minimal_channel_set', 'silence_channels', 'effective_filters', 'dominant_lobe',
            'classify_filter', 'linear_filters', 'attribution_components', 'effective_weights', 'necessary_types',
            'precision_recall', 'closest_planted_filter', 'phenomenon_stimulus', 'path_weights', 'attribute_phenomenon',
-           'channel_types', 'faithful_channel_set', 'reduce_attributed', 'reduce_phenomenon', 'planted_cnn']
+           'channel_types', 'faithful_channel_set', 'reduce_attributed', 'reduce_phenomenon', 'planted_cnn',
+           'type_necessity']
 
 # %% ../nbs/07_reduction.ipynb #62412ed6
 from .core import *
@@ -333,3 +334,17 @@ def planted_cnn(preset=None, # a preset with 4 conv1 and 4 conv2 channels (e.g. 
     model.get_layer('readout').kernel.assign((gain * rf[:, :, None, None] * np.float32(wiring).T).reshape(-1, len(wiring)).astype('float32'))
     for name in ('conv1_bn', 'conv2_bn', 'readout_bn'): _identity_norm(model.get_layer(name))
     return model
+
+# %% ../nbs/07_reduction.ipynb #51b6ef63
+def type_necessity(model: keras.Model, # the model that was reduced
+                   reduced: dict, # `reduce_attributed`'s (or `reduce_phenomenon`'s) result for one cell
+                   zscore: tuple = (0.0, 1.0), # (mean, std) of the model's training stimulus
+                   fraction: float = 0.5, # see `necessary_types`
+                  ) -> dict:
+    "The called types the reduced circuit needs: silencing a type's kept channels moves the main number by more than `fraction` of its size."
+    from retina_nbdev.phenomena import METRIC_NULL
+    phenomenon, cell, keep, types = reduced['phenomenon'], int(reduced['cell']), [int(c) for c in reduced['keep']], list(reduced['types'])
+    if len(keep) != len(types): raise ValueError(f"reduced has {len(keep)} kept channels but {len(types)} types")
+    values = {name: _measured(silence_channels(model, [c for c, t in zip(keep, types) if t != name]), phenomenon, cell, zscore)[1]
+              for name in sorted(set(types))}
+    return dict(necessary=necessary_types(reduced['reduced_value'], values, METRIC_NULL[phenomenon], fraction), values=values)
