@@ -135,10 +135,13 @@ def _run_epoch(model, recording, state, batch_size, seed, max_batches, chunk_len
     return float(loss), float(val_loss), float(val_r), time.perf_counter() - start
 
 # %% ../nbs/04a_train.ipynb #481be3f6
+_LOG_COLUMNS = ('epoch', 'loss', 'val_loss', 'val_r', 'learning_rate', 'seconds')  # whatever order the saved state keeps its keys in
+
 def _write_log(path, history):
     "The CSV log, rewritten from the state's history so it always agrees with the checkpoint."
+    columns = [c for c in _LOG_COLUMNS if c in history[0]] + [c for c in history[0] if c not in _LOG_COLUMNS]
     with atomic_write(path) as tmp, open(tmp, 'w', newline='') as file:
-        writer = csv.DictWriter(file, fieldnames=list(history[0]))
+        writer = csv.DictWriter(file, fieldnames=columns)
         writer.writeheader(); writer.writerows(history)
 
 # %% ../nbs/04a_train.ipynb #49021700
