@@ -20,7 +20,7 @@ from .models import bn_cnn
 from .train import fit, predict_test, TrainingConfig
 from .metrics import evaluate
 from .stages import PRUNING_GRIDS
-from .pruning import (METHODS, apply_masks, channel_survival, check_compression, collapsed, get_masks,
+from .pruning import (METHODS, channel_survival, check_compression, collapsed, get_masks,
                                   linearised_twin, magnitude_rewinding, prunable_weights, prune, _copy_positive)
 
 # %% ../nbs/08a_pruning_study.ipynb #074a20e6
