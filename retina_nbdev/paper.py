@@ -34,13 +34,13 @@ def run_summary(out: Path, # a finished run's folder (`run.out`)
 
 # %% ../nbs/09a_paper.ipynb #27016808
 REDUCTION_COLUMNS = ('phenomenon', 'cell', 'keep', 'minimal', 'types', 'reconstruction', 'reduced_r', 'full_value', 'reduced_value',
-                     'full_present', 'reduced_present', 'truth', 'precision', 'recall')
-_TEXT_COLUMNS = ('keep', 'minimal', 'types', 'truth')
+                     'full_present', 'reduced_present', 'truth', 'precision', 'recall', 'needed', 'extra', 'extra_needed')
+_TEXT_COLUMNS = ('keep', 'minimal', 'types', 'truth', 'needed')
 
 def read_reductions(folder: Path, # the reduce stage's folder (`run.out/'reduce'`)
                     phenomenon: str | None = None, # keep this phenomenon's rows only; default all
                    ) -> pd.DataFrame:
-    "The reduce stage's table, one row per reduced cell; `keep`, `minimal`, `types` and `truth` as space-separated text."
+    "The reduce stage's table, one row per reduced cell; `keep`, `minimal`, `types`, `truth` and `needed` as space-separated text."
     try: table = pd.read_csv(Path(folder)/'reductions.csv', dtype={c: str for c in _TEXT_COLUMNS}).fillna({c: '' for c in _TEXT_COLUMNS})
     except (FileNotFoundError, pd.errors.EmptyDataError): table = pd.DataFrame(columns=list(REDUCTION_COLUMNS))
     return table if phenomenon is None else table[table.phenomenon == phenomenon].reset_index(drop=True)

@@ -8,7 +8,7 @@ Docs: https://retina-nbdev.github.io/retina_nbdev/pipeline.html.md"""
 __all__ = ['MODEL_RATES', 'TRAIN_THREADS', 'find_recordings', 'recording_of', 'simulate_stage', 'load_run_recording',
            'model_seeds', 'train_job', 'training_progress', 'train_stage', 'evaluate_stage', 'export_run_models',
            'ablation_table', 'phenomena_stage', 'cells_to_reduce', 'not_reproduced', 'attribute_job', 'attribute_stage',
-           'true_types', 'reduce_stage', 'mei_stage', 'prune_job', 'prune_stage', 'study_run']
+           'true_types', 'beyond_truth', 'reduce_stage', 'mei_stage', 'prune_job', 'prune_stage', 'study_run']
 
 # %% ../nbs/10a_pipeline.ipynb #9266ba4b
 from .core import *
@@ -311,12 +311,22 @@ def true_types(ablations, # the phenomena stage's ablations table (`ablation_tab
     values = ablations[ablations.cell == cell].set_index('ablation')[f'value_{phenomenon}'].astype(float)
     return necessary_types(values['none'], {name: values[name] for name in BIPOLAR_TYPES}, null=METRIC_NULL[phenomenon])
 
+# %% ../nbs/10a_pipeline.ipynb #33a78853
+def beyond_truth(called, # the types the reduction calls (a type may repeat)
+                 truth, # the types the retina needs (`true_types`)
+                 needed, # the called types the reduced CNN needs (`reduction.type_necessity`)
+                ) -> tuple:
+    "(types called beyond the truth, those of them the reduced CNN needs); NaN for both where the truth is empty."
+    if not len(truth): return (float('nan'), float('nan'))
+    extra = set(called) - set(truth)
+    return (len(extra), len(extra & set(needed)))
+
 # %% ../nbs/10a_pipeline.ipynb #78653c63
 @stage('reduce', needs=['simulate', 'train', 'phenomena', 'attribute'], description='reduced circuits, cell types, score against the truth')
 def reduce_stage(config, folder, inputs, work):
     import pandas as pd
     from retina_nbdev.models import load_model
-    from retina_nbdev.reduction import reduce_attributed, precision_recall, attribution_components
+    from retina_nbdev.reduction import reduce_attributed, precision_recall, attribution_components, type_necessity
     model, zscore = load_model(inputs['train']/'cnn.keras'), _training_zscore(config, inputs)
     ablations = pd.read_csv(inputs['phenomena']/'ablations.csv') if (inputs['phenomena']/'ablations.csv').exists() else None
     rows, courses = [], []
@@ -325,20 +335,25 @@ def reduce_stage(config, folder, inputs, work):
         result = reduce_attributed(model, attributed, zscore)
         np.savez(folder/path.name, **{k: np.asarray(v) for k, v in result.items() if k != 'phenomenon'})
         score = precision_recall(result['types'], true_types(ablations, result['phenomenon'], result['cell'])) if ablations is not None else {}
+        needed = type_necessity(model, result, zscore)['necessary']
+        extra, extra_needed = beyond_truth(result['types'], score.get('truth', []), needed)
         rows.append(dict(phenomenon=result['phenomenon'], cell=result['cell'], keep=' '.join(map(str, result['keep'])),
                          minimal=' '.join(map(str, result['minimal'])), types=' '.join(result['types']),
                          reconstruction=result['reconstruction'], reduced_r=result['reduced_r'], full_value=result['full_value'],
                          reduced_value=result['reduced_value'], full_present=result['full_present'], reduced_present=result['reduced_present'],
-                         truth=' '.join(score.get('truth', [])), precision=score.get('precision'), recall=score.get('recall')))
+                         truth=' '.join(score.get('truth', [])), precision=score.get('precision'), recall=score.get('recall'),
+                         needed=' '.join(needed), extra=extra, extra_needed=extra_needed))
         courses += [np.interp(np.linspace(0, 1, 40), np.linspace(0, 1, len(c)), c) for c in result['time_courses'].T]
     table = pd.DataFrame(rows)
     table.to_csv(folder/'reductions.csv', index=False)
     components = attribution_components(np.array(courses)) if courses else dict(components_needed=0)
     scores = table.groupby('phenomenon').agg(precision=('precision', 'mean'), recall=('recall', 'mean'), scored=('recall', 'count'), reduced=('cell', 'count'),
                                              reconstruction=('reconstruction', 'mean'), reduced_r=('reduced_r', 'mean'),
-                                             reproduced=('reduced_present', 'mean')).round(3) if rows else None
+                                             reproduced=('reduced_present', 'mean'), extra=('extra', 'sum'), extra_needed=('extra_needed', 'sum')).round(3) if rows else None
+    scored = table.dropna(subset=['extra']) if rows else table
+    extra_needed = None if scored.empty else float(scored.extra_needed.sum() / scored.extra.sum()) if scored.extra.sum() else 1.0  # 1: no loose call
     return dict(components_needed=int(components['components_needed']), channels_kept=float(table.keep.str.split().str.len().mean()) if rows else 0.0,
-                not_reproduced=not_reproduced(inputs['phenomena']),
+                not_reproduced=not_reproduced(inputs['phenomena']), extra_types_needed=extra_needed,
                 per_phenomenon={} if scores is None else {k: {m: (None if pd.isna(v) else float(v)) for m, v in row.items()} for k, row in scores.iterrows()})
 
 # %% ../nbs/10a_pipeline.ipynb #8d8b5b71
