@@ -11,6 +11,7 @@ __all__ = ['quadrature', 'split_model', 'Attribution', 'integrated_gradients', '
 from .core import *
 from dataclasses import dataclass
 from functools import partial
+import weakref
 import numpy as np
 import keras
 import tensorflow as tf
@@ -51,10 +52,10 @@ def _check_cells(cells, num_cells):
 
 # %% ../nbs/06_attribution.ipynb #3f460c85
 def _cell_gradients(tail, z, cells):
-    "∂r_j/∂z for each j in `cells`: (len(cells), *z.shape)."
+    "∂r_j/∂z for each j in `cells` (a sequence or a tensor): (len(cells), *z.shape)."
     with tf.GradientTape() as tape:
         tape.watch(z)
-        out = tf.gather(tail(z, training=False), list(cells), axis=1)  # (N, cells)
+        out = tf.gather(tail(z, training=False), tf.cast(cells, tf.int32), axis=1)  # (N, cells)
     return tf.experimental.numpy.moveaxis(tape.batch_jacobian(out, z), 1, 0)
 
 # %% ../nbs/06_attribution.ipynb #b11f1801
@@ -83,28 +84,41 @@ class Attribution:
         if axis not in ('vertical', 'horizontal'): raise ValueError(f"axis must be 'vertical' or 'horizontal', got {axis!r}")
         return self.attributions.sum(2 if axis == 'vertical' else 3)
 
-# %% ../nbs/06_attribution.ipynb #c27ed4ba
-@tf.function(reduce_retracing=True)
+# %% ../nbs/06_attribution.ipynb #5a95f5da
+class _Bound:
+    "`python(tail, *args)` with the tail held weakly (a cached pass must not keep its model alive)."
+    def __init__(self, python, tail): self.python, self.tail = python, weakref.ref(tail)
+    def __call__(self, *args): return self.python(self.tail(), *args)
+
+_COMPILED = weakref.WeakKeyDictionary()  # tail model -> {pass name: its compiled pass}
+
+def _compiled(tail, python):
+    "`python(tail, ...)` compiled for this tail: a new model is a first trace of its own function, not a retrace of a shared one."
+    # A model is a Python object, so each new one is traced anew whatever we do; TensorFlow's retracing warning counts
+    # traces per function (per code object, unless the function is a callable object), so a shared function warns.
+    passes = _COMPILED.setdefault(tail, {})
+    if python.__name__ not in passes: passes[python.__name__] = tf.function(_Bound(python, tail), reduce_retracing=True)
+    return passes[python.__name__]
+
 def _fast_pass(tail, z_b, delta, alphas, weights, cells):
-    "Σ_k w_k ∂r/∂z(z_b + α_k Δz) for a few steps k, compiled: (windows, cells, ...)."
+    "Σ_k w_k ∂r/∂z(z_b + α_k Δz) for a few steps k: (windows, cells, ...)."
     z = z_b[None] + tf.reshape(alphas, (-1, 1, 1, 1, 1)) * delta[None]  # (k, B, ...)
     grads = _cell_gradients(tail, tf.reshape(z, (-1, *z.shape[2:])), cells)  # (cells, k*B, ...)
-    grads = tf.reshape(grads, tf.concat([[len(cells), -1], tf.shape(z)[1:]], 0))  # (cells, k, B, ...)
+    grads = tf.reshape(grads, tf.concat([tf.size(cells)[None], [-1], tf.shape(z)[1:]], 0))  # (cells, k, B, ...)
     return tf.einsum('k,ckb...->bc...', weights, grads)
 
 def _ig_batch_fast(head, tail, windows, baselines, cells, alphas, weights, max_evaluations):
     "Linear layer: z along the path is z(b) + α Δz; only the tail runs per step."
     z_s, z_b = head(windows, training=False), head(baselines, training=False)
-    delta, total = z_s - z_b, 0.0
+    delta, total, fast_pass = z_s - z_b, 0.0, _compiled(tail, _fast_pass)
     per_pass = max(1, max_evaluations // (len(cells) * int(windows.shape[0])))
     for start in range(0, len(alphas), per_pass):
         chunk = slice(start, start + per_pass)
-        total += _fast_pass(tail, z_b, delta, tf.constant(alphas[chunk], tf.float32), tf.constant(weights[chunk], tf.float32), tuple(cells))
+        total += fast_pass(z_b, delta, tf.constant(alphas[chunk], tf.float32), tf.constant(weights[chunk], tf.float32), tf.constant(cells, tf.int32))
     return total * delta[:, None]
 
-# %% ../nbs/06_attribution.ipynb #ec32738d
-@tf.function(reduce_retracing=True)
-def _naive_step(head, tail, path, direction, cells):
+# %% ../nbs/06_attribution.ipynb #8c2738e1
+def _naive_step(tail, head, path, direction, cells):
     "∂r/∂z · ∂z/∂α at one point of the path, the whole network evaluated: (windows, cells, ...)."
     with tf.autodiff.ForwardAccumulator(path, direction) as accumulator: z = head(path, training=False)
     grads = tf.experimental.numpy.swapaxes(_cell_gradients(tail, z, cells), 0, 1)  # (windows, cells, ...)
@@ -112,8 +126,8 @@ def _naive_step(head, tail, path, direction, cells):
 
 def _ig_batch_general(head, tail, windows, baselines, cells, alphas, weights):
     "Any layer: the whole network at every step; ∂z/∂α by forward-mode differentiation of the head."
-    direction = windows - baselines
-    return sum(float(w) * _naive_step(head, tail, baselines + float(a) * direction, direction, tuple(cells)) for a, w in zip(alphas, weights))
+    direction, step = windows - baselines, _compiled(tail, _naive_step)
+    return sum(float(w) * step(head, baselines + float(a) * direction, direction, tf.constant(cells, tf.int32)) for a, w in zip(alphas, weights))
 
 def _ig_batch_naive(head, tail, windows, baselines, cells, alphas, weights):
     "The straightforward reference: one cell at a time, the whole network at every step."
