@@ -15,7 +15,7 @@ __all__ = ['channel_importance', 'minimal_channel_set', 'silence_channels', 'eff
 from .core import *
 import numpy as np
 import keras
-import warnings
+import warnings, hashlib, json
 from .phenomena import MS_PER_BIN
 
 # %% ../nbs/07_reduction.ipynb #163c3102
@@ -251,10 +251,22 @@ def channel_types(model: keras.Model, # a BN-CNN
     filters = effective_filters(model, batchnorm=False)  # the filter of z, the activity the path weights act on
     return [classify_filter(filters[c] * (1 if path_weight[c] >= 0 else -1), fast_ms) for c in channels]
 
+_MEASUREMENTS: dict = {}  # (model fingerprint, phenomenon, zscore) -> the phenomenon's per-cell summary; the last 256
+
+def _fingerprint(model: keras.Model) -> str:
+    "A digest of the model's layers and weights: the same network, whatever the Python object."
+    digest = hashlib.sha1(json.dumps([layer.get_config() for layer in model.layers], sort_keys=True, default=str).encode())
+    for weights in model.get_weights(): digest.update(np.ascontiguousarray(weights).tobytes())
+    return digest.hexdigest()
+
 def _measured(model, phenomenon, cell, zscore):
-    "(present, main metric) of `phenomenon` in `cell` of `model`."
+    "(present, main metric) of `phenomenon` in `cell` of `model`; a network is measured once per stimulus (a phenomenon measures every cell)."
     from retina_nbdev import phenomena as ph
-    row = getattr(ph, f'measure_{phenomenon}')(model, zscore=zscore).summary.set_index('cell').loc[cell]
+    key = (_fingerprint(model), phenomenon, tuple(float(v) for v in zscore))
+    if key not in _MEASUREMENTS:
+        if len(_MEASUREMENTS) >= 256: _MEASUREMENTS.pop(next(iter(_MEASUREMENTS)))
+        _MEASUREMENTS[key] = getattr(ph, f'measure_{phenomenon}')(model, zscore=zscore).summary.set_index('cell')
+    row = _MEASUREMENTS[key].loc[cell]
     return bool(row.present), float(row[ph.MAIN_METRIC[phenomenon]])
 
 def faithful_channel_set(model: keras.Model, # the model attributed
