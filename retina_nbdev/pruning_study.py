@@ -102,7 +102,8 @@ def _train_row(model, recording, out, preset, grid, seed, method, compression):
     "Train `model` in its run folder (resuming there) and test it: its row, whose method is 'dense' at compression 1."
     start = time.perf_counter()
     training = TrainingConfig(epochs=grid['epochs'], max_batches=grid['max_batches'], seed=seed,  # early stopping:
-                              patience_lr=grid.get('patience_lr'), patience_stop=grid.get('patience_stop', 20))  # the best epoch's weights
+                              patience_lr=grid.get('patience_lr'), patience_stop=grid.get('patience_stop', 20),  # the best epoch's weights
+                              max_lr_drops=None)  # no floor on the rate: the committed grids were trained without one
     fit(model, recording, run_folder(out, seed, method, compression), training, progress=False, preset=preset)
     return _study_row(model, recording, seed, 'dense' if compression == 1 else method, compression, time.perf_counter() - start)
 

@@ -29,15 +29,17 @@ class TrainingState:
     plateau_wait: int = 0  # epochs since the learning rate last helped
     stop_wait: int = 0  # epochs since the best validation loss
     stopped_early: bool = False  # early stopping fired: more epochs would not help
+    lr_drops: int = 0  # times the learning rate has dropped
     history: list = field(default_factory=list)  # one dict per epoch: loss, val_loss, learning_rate, seconds
 
-    def update(self, val_loss, patience_lr=10, patience_stop=20, factor=0.2, min_delta=1e-4):
-        "Record an epoch's validation loss; returns True if it is the best so far."
+    def update(self, val_loss, patience_lr=10, patience_stop=20, factor=0.2, min_delta=1e-4, max_drops=None):
+        "Record an epoch's validation loss; returns True if it is the best so far. A plateau after `max_drops` drops stops."
         self.epoch += 1
         improved = val_loss < self.best_loss - min_delta
         if improved: self.best_loss, self.best_epoch, self.plateau_wait, self.stop_wait = float(val_loss), self.epoch, 0, 0
         else: self.plateau_wait, self.stop_wait = self.plateau_wait + 1, self.stop_wait + 1
-        if self.plateau_wait >= patience_lr: self.learning_rate, self.plateau_wait = self.learning_rate * factor, 0
+        if self.plateau_wait >= patience_lr and max_drops is not None and self.lr_drops >= max_drops: self.stopped_early = True
+        elif self.plateau_wait >= patience_lr: self.learning_rate, self.plateau_wait, self.lr_drops = self.learning_rate * factor, 0, self.lr_drops + 1
         if self.stop_wait >= patience_stop: self.stopped_early = True
         return improved
 
@@ -155,6 +157,7 @@ class TrainingConfig:
     patience_lr: int | None = None  # epochs without improvement before the learning rate is multiplied by `lr_factor`
     lr_factor: float = 0.2  # learning-rate reduction
     patience_stop: int = 20  # epochs without improvement before stopping
+    max_lr_drops: int | None = 3  # times the learning rate may drop; the plateau after the last drop ends training (None: no limit)
     max_batches: int | None = None  # cap on batches per epoch (quick checks)
     chunked: bool | None = None  # conv1 by FFT over movie chunks (`retina_nbdev.chunked`); None: when the model allows
     chunk_length: int | None = None  # samples per chunk; None: a quarter of the batch, at most 500
@@ -164,6 +167,8 @@ class TrainingConfig:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1): raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
         if self.learning_rate is not None and not self.learning_rate > 0: raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}")
+        if self.max_lr_drops is not None and (isinstance(self.max_lr_drops, bool) or not isinstance(self.max_lr_drops, int) or self.max_lr_drops < 0):
+            raise ValueError(f"max_lr_drops must be a non-negative integer or None, got {self.max_lr_drops!r}")
         if not 0 < self.lr_factor <= 1: raise ValueError(f"lr_factor must be in (0, 1], got {self.lr_factor!r}")
 
     @classmethod
@@ -204,7 +209,7 @@ def fit(model: keras.Model, # a model from `retina_nbdev.models`; trained in pla
             raise FloatingPointError(f"training of {model.name} diverged at epoch {state.epoch + 1}: loss {loss}, "
                                      f"validation loss {val_loss}; lower the learning rate ({state.learning_rate})")
         row = dict(epoch=state.epoch + 1, loss=loss, val_loss=val_loss, val_r=val_r, learning_rate=state.learning_rate, seconds=seconds)
-        if state.update(val_loss, training.patience_lr, training.patience_stop, training.lr_factor): _save_weights(model, paths['best'])
+        if state.update(val_loss, training.patience_lr, training.patience_stop, training.lr_factor, max_drops=training.max_lr_drops): _save_weights(model, paths['best'])
         state.history.append(row)
         _save_checkpoint(model, state, out); _write_log(paths['log'], state.history)
         bar.update(1); bar.set_postfix(loss=f'{loss:.4f}', val_loss=f'{val_loss:.4f}', val_r=f'{val_r:.3f}')

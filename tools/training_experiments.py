@@ -2,19 +2,22 @@
 
     python tools/training_experiments.py NAME [--train ensemble] [--epochs 40] [--lr-patience 2]
         [--train-seconds 900] [--history 40] [--channels 8] [--l2 1e-3] [--noise-std 0.05] [--out DIR]
-        [--moving-bars 0.2] [--flicker gaussian|flashes] [--activity-l1 1e-4] [--batch-size 1000] [--learning-rate 0.01]
+        [--moving-bars 0.2] [--flicker gaussian|flashes] [--image-seconds 1.0] [--white-noise-share 0.25]
+        [--activity-l1 1e-4] [--batch-size 1000] [--learning-rate 0.01] [--max-lr-drops 3]
     python tools/training_experiments.py NAME --rescore FOLDER   # score a finished experiment's model again
     python tools/training_experiments.py NAME --model results/train/cnn.keras --recording results/simulate/insilico/ensemble.h5
 
 `--train` is one of `retina_nbdev.retina.STIMULI` ('naturalscene', 'saccades': natural scenes whose image changes every
 0.3 s, 'ensemble', 'whitenoise'); the test movie is natural scenes except for 'whitenoise'. Every other option changes
 one setting of the `small` preset (recording length, frames of history, conv channels) or of the model (L2 penalty,
-training noise, an L1 penalty on the hidden layers' activity). Two options change the ensemble movie for this run only:
+training noise, an L1 penalty on the hidden layers' activity). Four options change the ensemble movie for this run only:
 `--moving-bars` replaces that share of its 5 s blocks with a bar drifting and reversing, `--flicker` makes its
-full-field blocks graded in contrast ('gaussian' flicker, or brief 'flashes' of random contrast on grey). Appends one row to nbs/data/training_experiments.csv (the table the training notebook shows).
+full-field blocks graded in contrast ('gaussian' flicker, or brief 'flashes' of random contrast on grey),
+`--image-seconds` sets how long its natural blocks show one image (0.3 s: saccades; 1 s: like the test movie) and
+`--white-noise-share` the expected share of its white-noise blocks (0.25). Appends one row to nbs/data/training_experiments.csv (the table the training notebook shows).
 One run takes 10-30 minutes on 2 cores.
 """
-import argparse, csv, dataclasses, json, time
+import argparse, csv, dataclasses, functools, json, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,9 +127,12 @@ def main():
     parser.add_argument('--noise-std', type=float, default=0.05)
     parser.add_argument('--moving-bars', type=float, default=0.0, help="share of the ensemble's blocks replaced by a moving, reversing bar")
     parser.add_argument('--flicker', choices=('binary', 'gaussian', 'flashes'), default='binary', help="the ensemble's full-field blocks")
+    parser.add_argument('--image-seconds', type=float, default=None, help="the ensemble's natural blocks: a new image this often (0.3 s)")
+    parser.add_argument('--white-noise-share', type=float, default=None, help="the ensemble's expected share of white-noise blocks (0.25)")
     parser.add_argument('--activity-l1', type=float, default=0.0, help="L1 penalty on the hidden layers' activity")
     parser.add_argument('--batch-size', type=int, default=None, help="windows per minibatch (the preset's: 1000)")
     parser.add_argument('--learning-rate', type=float, default=None, help="Adam's initial learning rate (the preset's: 0.01)")
+    parser.add_argument('--max-lr-drops', type=int, default=None, help="drops of the learning rate before a plateau ends training (the study's: 3; the table's rows: no limit)")
     parser.add_argument('--seed', type=int, default=0, help="the model's seed (initial weights, minibatches, training noise); the recording's is 0")
     parser.add_argument('--rescore', type=Path, default=None, help='a finished experiment folder (rec.h5, run/) to score again')
     parser.add_argument('--model', type=Path, default=None, help="a trained model to score (with --recording: the demo's CNN)")
@@ -140,6 +146,10 @@ def main():
     from retina_nbdev.models import bn_cnn
     from retina_nbdev.train import fit, TrainingConfig
     from retina_nbdev import retina, train
+    if args.image_seconds is not None or args.white_noise_share is not None:
+        if args.train != 'ensemble': parser.error('--image-seconds and --white-noise-share change the ensemble: use them with --train ensemble')
+        options = {key: value for key, value in dict(image_seconds=args.image_seconds, white_noise_share=args.white_noise_share).items() if value is not None}
+        retina.stimulus_ensemble = functools.partial(retina.stimulus_ensemble, **options)
     if args.moving_bars or args.flicker != 'binary':
         if args.train != 'ensemble': parser.error('--moving-bars and --flicker change the ensemble: use them with --train ensemble')
         retina.stimulus_ensemble = ensemble_variant(args.moving_bars, args.flicker)
@@ -158,9 +168,9 @@ def main():
     else:
         seed_everything(args.seed)
         model = bn_cnn(preset, num_cells=recording.num_cells, noise_std=args.noise_std)
-        training = TrainingConfig(epochs=args.epochs, seed=args.seed)  # the learning-rate schedule: the preset's
+        training = TrainingConfig(epochs=args.epochs, seed=args.seed, max_lr_drops=args.max_lr_drops)  # the schedule's patience: the preset's
         epochs = fit(model, recording, out/'run', training, progress=False, preset=preset).epoch
-    movie = args.train + (f" + {args.moving_bars:.0%} moving-bar blocks" if args.moving_bars else '') + (f", {args.flicker} full-field blocks" if args.flicker != 'binary' else '')
+    movie = args.train + (f" + {args.moving_bars:.0%} moving-bar blocks" if args.moving_bars else '') + (f", a new image every {args.image_seconds:g} s" if args.image_seconds is not None else '') + (f", {args.white_noise_share:.0%} white-noise blocks" if args.white_noise_share is not None else '') + (f", {args.flicker} full-field blocks" if args.flicker != 'binary' else '')
     row = dict(name=args.name, train=movie, seed=args.seed, epochs=epochs, lr_patience=preset.lr_patience,
                train_minutes=round(preset.train_seconds / 60), history=preset.history, channels=preset.conv1_channels,
                l2=preset.l2, noise_std=args.noise_std, activity_l1=args.activity_l1, batch_size=preset.batch_size,
