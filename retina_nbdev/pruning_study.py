@@ -35,7 +35,7 @@ def pruning_grid(preset: str | Preset | None = None, # the preset (or its name);
     if preset.name == 'tiny':
         return dict(compressions=(1.0, 10.0, 100.0), methods=STUDY_METHODS, seeds=(0,), epochs=1, max_batches=4,
                     data_batches=2, rounds=20)
-    if preset.name == 'small' and kind == 'converged':  # the full grid's runs, each trained as the demo trains its CNN
+    if preset.name == 'small' and kind == 'converged':  # the full grid's runs, each trained as the demo trains its CNN (no cap on the learning-rate cuts)
         return pruning_grid(preset, 'full') | dict(epochs=30, max_batches=None)
     if preset.name == 'small' and kind == 'full':  # the ranking: 3 seeds, every model trained to early stopping on one budget
         return dict(compressions=(1.0, 3.16, 10.0, 100.0, 1000.0), methods=METHODS, seeds=(0, 1, 2), epochs=14,
