@@ -35,7 +35,7 @@ def pruning_grid(preset: str | Preset | None = None, # the preset (or its name);
     if preset.name == 'tiny':
         return dict(compressions=(1.0, 10.0, 100.0), methods=STUDY_METHODS, seeds=(0,), epochs=1, max_batches=4,
                     data_batches=2, rounds=20)
-    if preset.name == 'small' and kind == 'converged':  # the full grid's runs, each trained as the demo trains its CNN (no cap on the learning-rate cuts)
+    if preset.name == 'small' and kind == 'converged':  # the full grid's runs, each trained as the demo trains its CNN (no limit on the learning-rate cuts)
         return pruning_grid(preset, 'full') | dict(epochs=30, max_batches=None)
     if preset.name == 'small' and kind == 'full':  # the ranking: 3 seeds, every model trained to early stopping on one budget
         return dict(compressions=(1.0, 3.16, 10.0, 100.0, 1000.0), methods=METHODS, seeds=(0, 1, 2), epochs=14,
@@ -103,7 +103,7 @@ def _train_row(model, recording, out, preset, grid, seed, method, compression):
     start = time.perf_counter()
     training = TrainingConfig(epochs=grid['epochs'], max_batches=grid['max_batches'], seed=seed,  # early stopping:
                               patience_lr=grid.get('patience_lr'), patience_stop=grid.get('patience_stop', 20),  # the best epoch's weights
-                              max_lr_drops=None)  # no floor on the rate: the committed grids were trained without one
+                              max_lr_drops=None)  # no limit on the learning-rate cuts: the committed grids were trained without one
     fit(model, recording, run_folder(out, seed, method, compression), training, progress=False, preset=preset)
     return _study_row(model, recording, seed, 'dense' if compression == 1 else method, compression, time.perf_counter() - start)
 
