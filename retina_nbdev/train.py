@@ -38,8 +38,9 @@ class TrainingState:
         improved = val_loss < self.best_loss - min_delta
         if improved: self.best_loss, self.best_epoch, self.plateau_wait, self.stop_wait = float(val_loss), self.epoch, 0, 0
         else: self.plateau_wait, self.stop_wait = self.plateau_wait + 1, self.stop_wait + 1
-        if self.plateau_wait >= patience_lr and max_drops is not None and self.lr_drops >= max_drops: self.stopped_early = True
-        elif self.plateau_wait >= patience_lr: self.learning_rate, self.plateau_wait, self.lr_drops = self.learning_rate * factor, 0, self.lr_drops + 1
+        if self.plateau_wait >= patience_lr:
+            if max_drops is not None and self.lr_drops >= max_drops: self.stopped_early = True  # a plateau at the lowest rate
+            else: self.learning_rate, self.plateau_wait, self.lr_drops = self.learning_rate * factor, 0, self.lr_drops + 1
         if self.stop_wait >= patience_stop: self.stopped_early = True
         return improved
 
@@ -163,12 +164,11 @@ class TrainingConfig:
     chunk_length: int | None = None  # samples per chunk; None: a quarter of the batch, at most 500
 
     def __post_init__(self):
-        for name in ('epochs', 'batch_size', 'patience_lr', 'patience_stop', 'max_batches', 'chunk_length'):
+        for name, least in (('epochs', 1), ('batch_size', 1), ('patience_lr', 1), ('patience_stop', 1), ('max_batches', 1), ('chunk_length', 1), ('max_lr_drops', 0)):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1): raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+                raise ValueError(f"{name} must be a {'positive' if least else 'non-negative'} integer or None, got {value!r}")
         if self.learning_rate is not None and not self.learning_rate > 0: raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}")
-        if self.max_lr_drops is not None and (isinstance(self.max_lr_drops, bool) or not isinstance(self.max_lr_drops, int) or self.max_lr_drops < 0):
-            raise ValueError(f"max_lr_drops must be a non-negative integer or None, got {self.max_lr_drops!r}")
         if not 0 < self.lr_factor <= 1: raise ValueError(f"lr_factor must be in (0, 1], got {self.lr_factor!r}")
 
     @classmethod
