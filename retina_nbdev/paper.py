@@ -24,7 +24,8 @@ from .phenomena import PHENOMENA, MAIN_METRIC, MS_PER_BIN, Measurement, Suite, l
 from .figures import STYLE, _axes, plot_latency, plot_osr, plot_reversal, plot_anticipation
 from .models import load_model
 from .retina import BIPOLAR_TYPES
-from .reduction import channel_importance, channel_types, phenomenon_stimulus, precision_recall, silence_channels
+from .reduction import channel_importance, precision_recall, silence_channels
+from .phenomenon_reduction import channel_types, phenomenon_stimulus
 
 # %% ../nbs/09a_paper.ipynb #a8aa7b4d
 def run_summary(out: Path, # a finished run's folder (`run.out`)
@@ -50,7 +51,7 @@ def load_reduction(folder: Path, # the reduce stage's folder
                    phenomenon: str, # one of `phenomena.PHENOMENA`
                    cell: int, # a reduced cell
                   ) -> dict:
-    "One reduced cell's saved arrays: `reduction.reduce_attributed`'s result, less the phenomenon's name."
+    "One reduced cell's saved arrays: `phenomenon_reduction.reduce_attributed`'s result, less the phenomenon's name."
     with np.load(Path(folder)/f'{phenomenon}_cell{int(cell):02d}.npz') as saved: return dict(saved)
 
 # %% ../nbs/09a_paper.ipynb #c044384c
@@ -112,7 +113,7 @@ def canonical_stimulus(phenomenon: str, # one of `phenomena.PHENOMENA`
                        pixels: int, # frame side
                        history: int, # the model's history (frames)
                       ) -> CanonicalStimulus:
-    "`phenomenon`'s canonical stimulus (`reduction.phenomenon_stimulus`), its attributed rows, and each response row's time after the event."
+    "`phenomenon`'s canonical stimulus (`phenomenon_reduction.phenomenon_stimulus`), its attributed rows, and each response row's time after the event."
     movie, rows = phenomenon_stimulus(phenomenon, pixels, history)
     event = event_frame(movie, phenomenon) - history  # the event's `responses` row
     return CanonicalStimulus(phenomenon, movie, rows, history, (np.arange(len(movie) - history) - event) * MS_PER_BIN)

@@ -279,7 +279,7 @@ def attribute_job(config: dict, # model (a .keras path), phenomenon, cell, zscor
                  ) -> dict:
     "Integrated gradients of one phenomenon in one cell, as a job: writes `<out>/<phenomenon>_cell<cell>.npz`."
     from retina_nbdev.models import load_model
-    from retina_nbdev.reduction import attribute_phenomenon
+    from retina_nbdev.phenomenon_reduction import attribute_phenomenon
     result = attribute_phenomenon(load_model(config['model']), config['phenomenon'], config['cell'], tuple(config['zscore']),
                                   steps=config['steps'])
     path = Path(config['out'])/f"{config['phenomenon']}_cell{config['cell']:02d}.npz"
@@ -314,7 +314,7 @@ def true_types(ablations, # the phenomena stage's ablations table (`ablation_tab
 # %% ../nbs/10a_pipeline.ipynb #33a78853
 def beyond_truth(called, # the types the reduction calls (a type may repeat)
                  truth, # the types the retina needs (`true_types`)
-                 needed, # the called types the reduced CNN needs (`reduction.type_necessity`)
+                 needed, # the called types the reduced CNN needs (`phenomenon_reduction.type_necessity`)
                 ) -> tuple:
     "(types called beyond the truth, those of them the reduced CNN needs); NaN for both where the truth is empty."
     if not len(truth): return (float('nan'), float('nan'))
@@ -326,7 +326,8 @@ def beyond_truth(called, # the types the reduction calls (a type may repeat)
 def reduce_stage(config, folder, inputs, work):
     import pandas as pd
     from retina_nbdev.models import load_model
-    from retina_nbdev.reduction import reduce_attributed, precision_recall, attribution_components, type_necessity
+    from retina_nbdev.reduction import precision_recall, attribution_components
+    from retina_nbdev.phenomenon_reduction import reduce_attributed, type_necessity
     model, zscore = load_model(inputs['train']/'cnn.keras'), _training_zscore(config, inputs)
     ablations = pd.read_csv(inputs['phenomena']/'ablations.csv') if (inputs['phenomena']/'ablations.csv').exists() else None
     rows, courses = [], []
