@@ -71,3 +71,20 @@ def test_activity_l1_adds_the_hidden_activity():
         if layer.name.endswith('_relu'): activity += float(tf.reduce_mean(tf.reduce_sum(tf.abs(x), axis=[1, 2, 3])))
     assert activity > 0
     np.testing.assert_allclose(penalised - plain, 1e-3 * activity, rtol=1e-3)
+
+
+def test_noiseless_copy_trains_on_the_true_rate(tmp_path):
+    import h5py
+    recorded = retina.simulate_experiment('tiny', 'naturalscene', seed=0, out=tmp_path)
+    noiseless = experiments.noiseless_copy(recorded, tmp_path/'noiseless.h5')
+    assert not list(tmp_path.glob('*.partial.h5'))  # written under a temporary name, then renamed
+    with h5py.File(noiseless) as f, h5py.File(recorded) as g:
+        true_rate = g['ground_truth/true_rate_train'][...]
+        np.testing.assert_array_equal(f['train/response/firing_rate_10ms'][...], true_rate)  # the training targets: the true rate
+        assert not np.array_equal(g['train/response/firing_rate_10ms'][...], true_rate)  # the recording's: noisy spikes
+        for key in ('train/stimulus', 'test/stimulus', 'test/response/firing_rate_10ms', 'test/response/binned'):
+            np.testing.assert_array_equal(f[key][...], g[key][...])  # the movies and the test responses stay as recorded
+    from retina_nbdev.data import load_recording
+    loaded = load_recording(noiseless, history=5)
+    np.testing.assert_array_equal(loaded.train_rates, true_rate.T[-len(loaded.train_rates):])  # what `fit` trains on
+    assert experiments.noiseless_copy(recorded, tmp_path/'noiseless.h5') == noiseless  # made once

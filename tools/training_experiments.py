@@ -3,7 +3,7 @@
     python tools/training_experiments.py NAME [--train ensemble] [--epochs 40] [--lr-patience 2]
         [--train-seconds 900] [--history 40] [--channels 8] [--l2 1e-3] [--noise-std 0.05] [--out DIR]
         [--moving-bars 0.2] [--flicker gaussian|flashes] [--image-seconds 1.0] [--white-noise-share 0.25]
-        [--activity-l1 1e-4] [--batch-size 1000] [--learning-rate 0.01] [--max-lr-drops 3]
+        [--activity-l1 1e-4] [--batch-size 1000] [--learning-rate 0.01] [--max-lr-drops 3] [--targets true-rate]
     python tools/training_experiments.py NAME --rescore FOLDER   # score a finished experiment's model again
     python tools/training_experiments.py NAME --model results/train/cnn.keras --recording results/simulate/insilico/ensemble.h5
 
@@ -14,7 +14,9 @@ training noise, an L1 penalty on the hidden layers' activity). Four options chan
 `--moving-bars` replaces that share of its 5 s blocks with a bar drifting and reversing, `--flicker` makes its
 full-field blocks graded in contrast ('gaussian' flicker, or brief 'flashes' of random contrast on grey),
 `--image-seconds` sets how long its natural blocks show one image (0.3 s: saccades; 1 s: like the test movie) and
-`--white-noise-share` the expected share of its white-noise blocks (0.25). Appends one row to nbs/data/training_experiments.csv (the table the training notebook shows).
+`--white-noise-share` the expected share of its white-noise blocks (0.25). `--targets true-rate` trains on the retina's
+noiseless rate instead of its recorded spikes (a bound on what the model could learn from the same movie; the test
+movie's repeats stay recorded). Appends one row to nbs/data/training_experiments.csv (the table the training notebook shows).
 One run takes 10-30 minutes on 2 cores.
 """
 import argparse, csv, dataclasses, functools, json, time
@@ -118,6 +120,17 @@ def activity_l1_step(l1: float):
     return make_train_step
 
 
+def noiseless_copy(recording_file: Path, target: Path) -> Path:
+    "A copy of the recording whose training responses are the retina's true rate (`ground_truth/true_rate_train`)."
+    import shutil, h5py
+    if not target.exists():
+        partial = target.with_suffix('.partial.h5')
+        shutil.copyfile(recording_file, partial)
+        with h5py.File(partial, 'r+') as f: f['train/response/firing_rate_10ms'][...] = f['ground_truth/true_rate_train'][...]
+        partial.rename(target)
+    return target
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('name'); parser.add_argument('--train', default='ensemble')
@@ -133,6 +146,7 @@ def main():
     parser.add_argument('--batch-size', type=int, default=None, help="windows per minibatch (the preset's: 1000)")
     parser.add_argument('--learning-rate', type=float, default=None, help="Adam's initial learning rate (the preset's: 0.01)")
     parser.add_argument('--max-lr-drops', type=int, default=None, help="drops of the learning rate before a plateau ends training (the study's: 3; the table's rows: no limit)")
+    parser.add_argument('--targets', choices=('recorded', 'true-rate'), default='recorded', help="train on the recorded spikes or on the retina's noiseless rate")
     parser.add_argument('--seed', type=int, default=0, help="the model's seed (initial weights, minibatches, training noise); the recording's is 0")
     parser.add_argument('--rescore', type=Path, default=None, help='a finished experiment folder (rec.h5, run/) to score again')
     parser.add_argument('--model', type=Path, default=None, help="a trained model to score (with --recording: the demo's CNN)")
@@ -161,6 +175,7 @@ def main():
     preset = dataclasses.replace(small, **changes)
     out = args.rescore or args.out/args.name
     recording_file = args.recording or (out/'rec.h5' if (out/'rec.h5').exists() else simulate_experiment(preset, args.train, seed=0, out=out))
+    if args.targets == 'true-rate': recording_file = noiseless_copy(recording_file, out/'noiseless.h5')
     recording = load_recording(recording_file, history=preset.history, nskip=preset.nskip)
     if args.model:
         from retina_nbdev.models import load_model
@@ -170,7 +185,7 @@ def main():
         model = bn_cnn(preset, num_cells=recording.num_cells, noise_std=args.noise_std)
         training = TrainingConfig(epochs=args.epochs, seed=args.seed, max_lr_drops=args.max_lr_drops)  # the schedule's patience: the preset's
         epochs = fit(model, recording, out/'run', training, progress=False, preset=preset).epoch
-    movie = args.train + (f" + {args.moving_bars:.0%} moving-bar blocks" if args.moving_bars else '') + (f", a new image every {args.image_seconds:g} s" if args.image_seconds is not None else '') + (f", {args.white_noise_share:.0%} white-noise blocks" if args.white_noise_share is not None else '') + (f", {args.flicker} full-field blocks" if args.flicker != 'binary' else '')
+    movie = args.train + (f" + {args.moving_bars:.0%} moving-bar blocks" if args.moving_bars else '') + (f", a new image every {args.image_seconds:g} s" if args.image_seconds is not None else '') + (f", {args.white_noise_share:.0%} white-noise blocks" if args.white_noise_share is not None else '') + (f", {args.flicker} full-field blocks" if args.flicker != 'binary' else '') + (', noiseless targets' if args.targets == 'true-rate' else '')
     row = dict(name=args.name, train=movie, seed=args.seed, epochs=epochs, lr_patience=preset.lr_patience,
                train_minutes=round(preset.train_seconds / 60), history=preset.history, channels=preset.conv1_channels,
                l2=preset.l2, noise_std=args.noise_std, activity_l1=args.activity_l1, batch_size=preset.batch_size,
