@@ -88,3 +88,6 @@ def test_noiseless_copy_trains_on_the_true_rate(tmp_path):
     loaded = load_recording(noiseless, history=5)
     np.testing.assert_array_equal(loaded.train_rates, true_rate.T[-len(loaded.train_rates):])  # what `fit` trains on
     assert experiments.noiseless_copy(recorded, tmp_path/'noiseless.h5') == noiseless  # made once
+    with h5py.File(noiseless, 'r+') as f: del f['ground_truth/true_rate_train']  # as a real recording: no true rate
+    with pytest.raises(ValueError, match='true_rate_train'): experiments.noiseless_copy(noiseless, tmp_path/'again.h5')
+    assert not list(tmp_path.glob('again*'))  # nothing half-written

@@ -124,6 +124,8 @@ def noiseless_copy(recording_file: Path, target: Path) -> Path:
     "A copy of the recording whose training responses are the retina's true rate (`ground_truth/true_rate_train`)."
     import shutil, h5py
     if not target.exists():
+        with h5py.File(recording_file, 'r') as f:
+            if 'ground_truth/true_rate_train' not in f: raise ValueError(f"{recording_file}: no 'ground_truth/true_rate_train' (only an in-silico recording has a true rate)")
         partial = target.with_suffix('.partial.h5')
         shutil.copyfile(recording_file, partial)
         with h5py.File(partial, 'r+') as f: f['train/response/firing_rate_10ms'][...] = f['ground_truth/true_rate_train'][...]
