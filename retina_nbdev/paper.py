@@ -24,7 +24,7 @@ from .phenomena import PHENOMENA, MAIN_METRIC, MS_PER_BIN, Measurement, Suite, l
 from .figures import STYLE, _axes, plot_latency, plot_osr, plot_reversal, plot_anticipation
 from .models import load_model
 from .retina import BIPOLAR_TYPES
-from .reduction import channel_importance, precision_recall, silence_channels
+from .reduction import channel_importance, precision_recall, silence_channels, _reconstruction
 from .phenomenon_reduction import channel_types, phenomenon_stimulus
 
 # %% ../nbs/09a_paper.ipynb #a8aa7b4d
@@ -166,9 +166,7 @@ def reconstruction(result: dict, # `load_reduction`'s arrays
                    keep=None, # channels; default the kept ones
                   ) -> float:
     "The fraction of the response's variance about zero that the summed attributions of `keep` reconstruct."
-    courses, response = result['time_courses'].astype(float), result['response'].astype(float)
-    keep = list(result['keep'] if keep is None else keep)
-    return float(1 - ((response - courses[:, keep].sum(1))**2).sum() / (response**2).sum())
+    return _reconstruction(result['time_courses'], result['response'], list(result['keep'] if keep is None else keep))
 
 # %% ../nbs/09a_paper.ipynb #fdf52a4e
 CHANNEL_COLORS = ('C0', 'C1', 'C2', 'C4', 'C5', 'C6', 'C8', 'C9')  # the default cycle less red (C3) and grey (C7)
