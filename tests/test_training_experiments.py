@@ -91,3 +91,45 @@ def test_noiseless_copy_trains_on_the_true_rate(tmp_path):
     with h5py.File(noiseless, 'r+') as f: del f['ground_truth/true_rate_train']  # as a real recording: no true rate
     with pytest.raises(ValueError, match='true_rate_train'): experiments.noiseless_copy(noiseless, tmp_path/'again.h5')
     assert not list(tmp_path.glob('again*'))  # nothing half-written
+
+
+def test_reductions_are_scored_as_the_study_scores_them(tiny_study, tmp_path):
+    "`--reductions`: the tool's precision and recall of the tiny study's CNN are the reduce stage's, cell for cell."
+    import json
+    import pandas as pd
+    from retina_nbdev.core import get_preset
+    from retina_nbdev.data import load_recording
+    from retina_nbdev.models import load_model
+    preset = get_preset('tiny')
+    recording = load_recording(tiny_study/'simulate'/'insilico'/'ensemble.h5', history=preset.history, nskip=preset.nskip)
+    row = dict(name='tiny')
+    cells = experiments.reduction_scores(load_model(tiny_study/'train'/'cnn.keras'), recording, preset, tmp_path, row)
+    study = pd.read_csv(tiny_study/'reduce'/'reductions.csv')
+    assert len(study), 'the tiny study reduced no cell: nothing to compare'
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path/'reductions.csv'), cells.reset_index(drop=True), check_dtype=False)  # what it wrote
+    compared = ['phenomenon', 'cell', 'keep', 'types', 'truth', 'precision', 'recall'] + (['needed'] if 'needed' in study else [])
+    pd.testing.assert_frame_equal(cells[compared].fillna('').astype(str), study[compared].fillna('').astype(str))
+    stages = json.loads((tiny_study/'summary.json').read_text())['stages']
+    assert row['r_over_ceiling'] == pytest.approx(stages['evaluate']['cnn']['fraction'], abs=1e-3)  # the evaluate stage's median r / ceiling
+    scores = stages['reduce']['per_phenomenon']
+    for name in experiments.PHENOMENA:
+        assert row[f'{name}_cells'] == int(scores.get(name, {}).get('reduced', 0))
+        assert row[f'{name}_retina_cells'] == stages['phenomena']['reproduction'][name]['retina_cells']
+        for measure in ('precision', 'recall'):
+            expected = scores.get(name, {}).get(measure)
+            assert (row[f'{name}_{measure}'] is None) if expected is None else row[f'{name}_{measure}'] == pytest.approx(expected, abs=1e-3)
+    assert set(row) == set(experiments.REDUCTION_COLUMNS) - {'minutes'}
+
+
+def test_the_truth_of_an_ablated_retina():
+    "`--retina-ablate`: on a retina with its gain control silenced, silencing it again changes nothing; on the intact one it does."
+    import pandas as pd
+    from retina_nbdev.retina import Retina
+    retina = Retina(preset='tiny')
+    values = lambda table, ablation: table[table.ablation == ablation].filter(like='value_').reset_index(drop=True)
+    _, intact = experiments.retina_ablations(retina)
+    suite, ablated = experiments.retina_ablations(retina, ('gain_control',))
+    pd.testing.assert_frame_equal(values(ablated, 'gain_control'), values(ablated, 'none'))
+    assert not values(intact, 'gain_control').equals(values(intact, 'none'))
+    assert not values(ablated, 'none').equals(values(intact, 'none'))  # the base retina is the ablated one
+    assert set(ablated.ablation) == {'none', 'on_fast', 'off_fast', 'on_slow', 'off_slow', 'amacrine', 'gain_control'}

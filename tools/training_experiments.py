@@ -6,6 +6,7 @@
         [--activity-l1 1e-4] [--batch-size 1000] [--learning-rate 0.01] [--max-lr-drops 3] [--targets true-rate]
     python tools/training_experiments.py NAME --rescore FOLDER   # score a finished experiment's model again
     python tools/training_experiments.py NAME --model results/train/cnn.keras --recording results/simulate/insilico/ensemble.h5
+    python tools/training_experiments.py NAME --rescore FOLDER --reductions only   # reduce a finished experiment's model
 
 `--train` is one of `retina_nbdev.retina.STIMULI` ('naturalscene', 'saccades': natural scenes whose image changes every
 0.3 s, 'ensemble', 'whitenoise'); the test movie is natural scenes except for 'whitenoise'. Every other option changes
@@ -16,8 +17,13 @@ full-field blocks graded in contrast ('gaussian' flicker, or brief 'flashes' of 
 `--image-seconds` sets how long its natural blocks show one image (0.3 s: saccades; 1 s: like the test movie) and
 `--white-noise-share` the expected share of its white-noise blocks (0.25). `--targets true-rate` trains on the retina's
 noiseless rate instead of its recorded spikes (a bound on what the model could learn from the same movie; the test
-movie's repeats stay recorded). Appends one row to nbs/data/training_experiments.csv (the table the training notebook shows).
-One run takes 10-30 minutes on 2 cores.
+movie's repeats stay recorded). `--retina-ablate gain_control` (any of `retina.ABLATIONS`) records, and measures the
+phenomena and their true pathways on, a retina with that pathway silenced throughout. Appends one row to
+nbs/data/training_experiments.csv (the table the training notebook shows). One run takes 10-30 minutes on 2 cores. `--reductions also` (or `only`, for a trained model: no training row) reduces the
+model as the study's reduce stage does, every cell where it reproduces a phenomenon, and appends the precision and
+recall of the called types against the retina's true pathways to nbs/data/reduction_experiments.csv, and each reduced
+cell (its kept channels, their types, the truth, the types the reduced CNN needs) to reduction_experiment_cells.csv
+(1-3 minutes).
 """
 import argparse, csv, dataclasses, functools, json, time
 from pathlib import Path
@@ -25,20 +31,88 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 COLUMNS = ['name', 'train', 'seed', 'epochs', 'lr_patience', 'train_minutes', 'history', 'channels', 'l2', 'noise_std',
            'activity_l1', 'batch_size', 'learning_rate', 'r_over_ceiling', 'r_true', 'latency', 'osr', 'reversal', 'anticipation', 'minutes']
+PHENOMENA = ('latency', 'osr', 'reversal', 'anticipation')  # `retina_nbdev.phenomena.PHENOMENA`, without importing TensorFlow
+REDUCTION_COLUMNS = (['name', 'r_over_ceiling'] + [f'{name}_{measure}' for name in PHENOMENA for measure in ('retina_cells', 'cells', 'precision', 'recall')]
+                     + ['extra_types', 'extra_types_needed', 'minutes'])
+CELL_COLUMNS = ['name', 'phenomenon', 'cell', 'keep', 'types', 'truth', 'needed', 'precision', 'recall', 'extra', 'extra_needed']
 
 
-def score(model, recording, preset, row):
-    "Fill `row` with the model's test quality and the phenomena it reproduces."
-    from retina_nbdev import phenomena as ph
-    from retina_nbdev.retina import Retina
+def quality_table(model, recording):
+    "The model's per-cell scores on the recording's test movie (`metrics.evaluate`)."
     from retina_nbdev.train import predict_test
     from retina_nbdev.metrics import evaluate
-    table = evaluate(predict_test(model, recording), recording.test_repeats, recording.true_test_rates)
+    return evaluate(predict_test(model, recording), recording.test_repeats, recording.true_test_rates)
+
+
+def score(model, recording, preset, row, ablate=()):
+    "Fill `row` with the model's test quality and the phenomena it reproduces (against the retina with `ablate` silenced)."
+    from retina_nbdev import phenomena as ph
+    from retina_nbdev.retina import Retina
+    table = quality_table(model, recording)
     retina, zscore = Retina(preset=preset, seed=0), (float(recording.stimulus_mean), float(recording.stimulus_std))
-    shown = ph.reproduction(ph.compare_systems(ph.run_suite(retina), ph.run_suite(model, cell_types=retina.cell_types, zscore=zscore)))
+    shown = ph.reproduction(ph.compare_systems(ph.run_suite(retina, ablate=ablate), ph.run_suite(model, cell_types=retina.cell_types, zscore=zscore)))
     row.update(r_over_ceiling=round(float((table.r / table.ceiling).median()), 3), r_true=round(float(table.r_true.median()), 3),
                **{r.phenomenon: f"{r['reproduced (cnn)']}/{r['cells (retina)']}" for _, r in shown.iterrows()})
     return row
+
+
+def retina_ablations(retina, ablate=()):
+    "The retina's phenomena with `ablate` silenced, and the phenomena stage's ablation table on top of that: (suite, table)."
+    import pandas as pd
+    from retina_nbdev import phenomena as ph
+    from retina_nbdev.retina import ABLATIONS
+    from retina_nbdev.pipeline import ablation_table
+    suite = ph.run_suite(retina, ablate=ablate)
+    silenced = lambda name: tuple(dict.fromkeys(tuple(ablate) + (name,)))  # silencing a silenced pathway again changes nothing
+    return suite, pd.concat([ablation_table(suite, 'none')] + [ablation_table(ph.run_suite(retina, ablate=silenced(name)), name) for name in ABLATIONS])
+
+
+def reduction_scores(model, recording, preset, folder: Path, row: dict,
+                     ablate=(), # pathways silenced in the retina throughout: the truth is that retina's
+                    ):
+    "Fill `row` with the precision and recall of the model's reductions, scored as the study's reduce stage scores them; return the cells' table."
+    import pandas as pd
+    from retina_nbdev import phenomena as ph
+    from retina_nbdev.retina import Retina
+    from retina_nbdev.pipeline import beyond_truth, cells_to_reduce, true_types
+    from retina_nbdev.reduction import precision_recall
+    from retina_nbdev.phenomenon_reduction import attribute_phenomenon, reduce_attributed, type_necessity
+    quality = quality_table(model, recording)
+    row['r_over_ceiling'] = round(float((quality.r / quality.ceiling).median()), 3)
+    retina, zscore = Retina(preset=preset, seed=0), (float(recording.stimulus_mean), float(recording.stimulus_std))
+    retina_suite, ablations = retina_ablations(retina, ablate)
+    folder.mkdir(parents=True, exist_ok=True)
+    comparison = ph.compare_systems(retina_suite, ph.run_suite(model, cell_types=retina.cell_types, zscore=zscore))
+    comparison.to_csv(folder/'comparison.csv', index=False)
+    shown = ph.reproduction(comparison).set_index('phenomenon')['cells (retina)']
+    cells = []
+    for phenomenon, numbers in cells_to_reduce(folder).items():
+        for cell in numbers:
+            result = reduce_attributed(model, attribute_phenomenon(model, phenomenon, cell, zscore, steps=preset.ig_steps), zscore)
+            score = precision_recall(result['types'], true_types(ablations, phenomenon, cell))
+            needed = type_necessity(model, result, zscore)['necessary']
+            extra, extra_needed = beyond_truth(result['types'], score['truth'], needed)
+            cells.append(dict(phenomenon=phenomenon, cell=cell, keep=' '.join(map(str, result['keep'])), types=' '.join(result['types']),
+                              truth=' '.join(score['truth']), needed=' '.join(needed), precision=score['precision'], recall=score['recall'],
+                              extra=extra, extra_needed=extra_needed))
+    table = pd.DataFrame(cells, columns=CELL_COLUMNS[1:])
+    table.to_csv(folder/'reductions.csv', index=False)
+    for name in PHENOMENA:
+        group = table[table.phenomenon == name]
+        row.update({f'{name}_retina_cells': int(shown.get(name, 0)), f'{name}_cells': len(group), f'{name}_precision': round(float(group.precision.mean()), 3) if group.precision.notna().any() else None,
+                    f'{name}_recall': round(float(group.recall.mean()), 3) if group.recall.notna().any() else None})
+    scored = table.dropna(subset=['extra'])
+    row.update(extra_types=int(scored.extra.sum()), extra_types_needed=round(float(scored.extra_needed.sum() / scored.extra.sum()), 3) if scored.extra.sum() else None)
+    return table
+
+
+def append_row(target: Path, columns: list, row: dict):
+    "Append `row` to the CSV `target` (with a header if it is new)."
+    new = not target.exists()
+    with open(target, 'a', newline='') as file:
+        writer = csv.DictWriter(file, fieldnames=columns)
+        if new: writer.writeheader()
+        writer.writerow(row)
 
 
 def moving_bars(num_frames: int, pixels: int, seed: int, block: int = 500):
@@ -153,8 +227,14 @@ def main():
     parser.add_argument('--rescore', type=Path, default=None, help='a finished experiment folder (rec.h5, run/) to score again')
     parser.add_argument('--model', type=Path, default=None, help="a trained model to score (with --recording: the demo's CNN)")
     parser.add_argument('--recording', type=Path, default=None, help='the recording --model was trained on')
+    parser.add_argument('--reductions', choices=('no', 'also', 'only'), default='no',
+                        help="also reduce the model and score its reductions against the retina ('only': a trained model, no training row)")
+    parser.add_argument('--retina-ablate', nargs='+', default=[], metavar='PATHWAY',
+                        help="pathways of the retina silenced for the recording and the phenomena (`retina.ABLATIONS`: e.g. gain_control)")
     parser.add_argument('--out', type=Path, default=Path('experiments'))
     args = parser.parse_args()
+    if args.reductions == 'only' and not (args.model or (args.rescore and (args.rescore/'run'/'state.json').exists())):
+        parser.error('--reductions only needs a trained model: --model FILE, or --rescore FOLDER of a finished run (FOLDER/run/state.json)')
     from retina_nbdev.core import configure_threads, get_preset, seed_everything
     configure_threads()
     from retina_nbdev.retina import simulate_experiment
@@ -162,6 +242,7 @@ def main():
     from retina_nbdev.models import bn_cnn
     from retina_nbdev.train import fit, TrainingConfig
     from retina_nbdev import retina, train
+    ablate = retina.check_ablate(args.retina_ablate)
     if args.image_seconds is not None or args.white_noise_share is not None:
         if args.train != 'ensemble': parser.error('--image-seconds and --white-noise-share change the ensemble: use them with --train ensemble')
         options = {key: value for key, value in dict(image_seconds=args.image_seconds, white_noise_share=args.white_noise_share).items() if value is not None}
@@ -176,7 +257,7 @@ def main():
                batch_size=args.batch_size, learning_rate=args.learning_rate, lr_patience=args.lr_patience).items() if value is not None}
     preset = dataclasses.replace(small, **changes)
     out = args.rescore or args.out/args.name
-    recording_file = args.recording or (out/'rec.h5' if (out/'rec.h5').exists() else simulate_experiment(preset, args.train, seed=0, out=out))
+    recording_file = args.recording or (out/'rec.h5' if (out/'rec.h5').exists() else simulate_experiment(preset, args.train, seed=0, out=out, ablate=ablate))
     if args.targets == 'true-rate': recording_file = noiseless_copy(recording_file, out/'noiseless.h5')
     recording = load_recording(recording_file, history=preset.history, nskip=preset.nskip)
     if args.model:
@@ -187,20 +268,24 @@ def main():
         model = bn_cnn(preset, num_cells=recording.num_cells, noise_std=args.noise_std)
         training = TrainingConfig(epochs=args.epochs, seed=args.seed, max_lr_drops=args.max_lr_drops)  # the schedule's patience: the preset's
         epochs = fit(model, recording, out/'run', training, progress=False, preset=preset).epoch
-    movie = args.train + (f" + {args.moving_bars:.0%} moving-bar blocks" if args.moving_bars else '') + (f", a new image every {args.image_seconds:g} s" if args.image_seconds is not None else '') + (f", {args.white_noise_share:.0%} white-noise blocks" if args.white_noise_share is not None else '') + (f", {args.flicker} full-field blocks" if args.flicker != 'binary' else '') + (', noiseless targets' if args.targets == 'true-rate' else '')
+    movie = args.train + (f" + {args.moving_bars:.0%} moving-bar blocks" if args.moving_bars else '') + (f", a new image every {args.image_seconds:g} s" if args.image_seconds is not None else '') + (f", {args.white_noise_share:.0%} white-noise blocks" if args.white_noise_share is not None else '') + (f", {args.flicker} full-field blocks" if args.flicker != 'binary' else '') + (', noiseless targets' if args.targets == 'true-rate' else '') + (f", retina without {' and '.join(ablate)}" if ablate else '')
     row = dict(name=args.name, train=movie, seed=args.seed, epochs=epochs, lr_patience=preset.lr_patience,
                train_minutes=round(preset.train_seconds / 60), history=preset.history, channels=preset.conv1_channels,
                l2=preset.l2, noise_std=args.noise_std, activity_l1=args.activity_l1, batch_size=preset.batch_size,
                learning_rate=preset.learning_rate)
-    row = score(model, recording, preset, row)
-    row['minutes'] = round((time.perf_counter() - start) / 60, 1)
-    print(json.dumps(row))
-    target = ROOT/'nbs'/'data'/'training_experiments.csv'
-    new = not target.exists()
-    with open(target, 'a', newline='') as file:
-        writer = csv.DictWriter(file, fieldnames=COLUMNS)
-        if new: writer.writeheader()
-        writer.writerow(row)
+    if args.reductions != 'only':
+        row = score(model, recording, preset, row, ablate)
+        row['minutes'] = round((time.perf_counter() - start) / 60, 1)
+        print(json.dumps(row))
+        append_row(ROOT/'nbs'/'data'/'training_experiments.csv', COLUMNS, row)
+    if args.reductions != 'no':
+        start = time.perf_counter()
+        reduced = dict(name=args.name)
+        cells = reduction_scores(model, recording, preset, out/'reductions', reduced, ablate)
+        reduced['minutes'] = round((time.perf_counter() - start) / 60, 1)
+        print(json.dumps(reduced))
+        for cell in cells.to_dict('records'): append_row(ROOT/'nbs'/'data'/'reduction_experiment_cells.csv', CELL_COLUMNS, dict(cell, name=args.name))
+        append_row(ROOT/'nbs'/'data'/'reduction_experiments.csv', REDUCTION_COLUMNS, reduced)
 
 
 if __name__ == '__main__': main()
