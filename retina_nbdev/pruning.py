@@ -1,4 +1,4 @@
-"""Data-free pruning: weight masks for Keras 3, SynFlow and its baselines, layer collapse, and which channels survive.
+"""Data-free pruning: weight masks for Keras 3, SynFlow and its baselines, and iterative magnitude pruning.
 
 Docs: https://retina-nbdev.github.io/retina_nbdev/pruning.html.md"""
 
@@ -7,8 +7,7 @@ Docs: https://retina-nbdev.github.io/retina_nbdev/pruning.html.md"""
 # %% auto #0
 __all__ = ['PRUNABLE_LAYERS', 'ACTIVATION_LAYERS', 'METHODS', 'VGG16_PLAN', 'WeightMask', 'prunable_weights', 'apply_masks',
            'get_masks', 'remove_masks', 'check_compression', 'linearised_twin', 'SynFlow', 'score', 'kaiming_normal',
-           'plain_cnn', 'vgg16', 'top_k_masks', 'keep_schedule', 'prune', 'magnitude_rewinding', 'maximal_compression',
-           'collapsed', 'critical_compression', 'channel_survival', 'compare_channels']
+           'plain_cnn', 'vgg16', 'top_k_masks', 'keep_schedule', 'prune', 'magnitude_rewinding']
 
 # %% ../nbs/08_pruning.ipynb #cabf2ec0
 from .core import *
@@ -318,66 +317,3 @@ def magnitude_rewinding(model: keras.Model, # the model at its rewind point; pru
         model.set_weights(rewind); apply_masks(model, masks)
         results[compression] = train(model, compression)
     return results
-
-# %% ../nbs/08_pruning.ipynb #7abb1f5e
-def maximal_compression(model: keras.Model, biases: bool = False, batchnorm: bool = False) -> float:
-    "Prunable weights / prunable layers: the compression that leaves one weight per layer."
-    known = prunable_weights(model, biases, batchnorm)
-    return sum(math.prod(getattr(*w).shape) for w in known.values()) / len(known)
-
-# %% ../nbs/08_pruning.ipynb #19fe98e9
-def collapsed(masks: dict) -> list:
-    "Names of the weights (layers) with no surviving entry."
-    return [name for name, mask in masks.items() if not np.any(mask)]
-
-# %% ../nbs/08_pruning.ipynb #7baed570
-def critical_compression(model: keras.Model, # the network at initialisation; left as it was
-                         method: str, # one of `METHODS`
-                         rounds: int | None = None, # pruning rounds; default 100 for SynFlow, 1 otherwise
-                         data=None, loss=None, seed: int = 0, # as for `prune`
-                         steps: int = 8, # bisection halvings of log compression (iterative methods)
-                         biases: bool = False, batchnorm: bool = False, # as for `prune`
-                        ) -> float:
-    "The smallest compression at which `method` empties a prunable layer; inf if none up to the maximal compression."
-    highest, rounds = maximal_compression(model, biases, batchnorm), (100 if method == 'synflow' else 1) if rounds is None else rounds
-    if rounds == 1:
-        scores = score(model, method, data, loss, seed, biases, batchnorm)
-        flat = np.concatenate([np.ravel(s) for s in scores.values()])
-        outrank = max(int((flat > np.max(s)).sum()) for s in scores.values())
-        return flat.size / outrank if outrank and flat.size / outrank <= highest else math.inf
-    initial, saved = model.get_weights(), get_masks(model)
-    def collapses(compression):
-        try: return bool(collapsed(prune(model, method, compression, rounds, data, loss, seed, biases, batchnorm)))
-        finally: remove_masks(model); model.set_weights(initial); apply_masks(model, saved)
-    if not collapses(highest): return math.inf
-    low, high = 0.0, math.log(highest)  # no collapse at exp(low), collapse at exp(high)
-    for _ in range(steps):
-        low, high = (low, (low + high) / 2) if collapses(math.exp((low + high) / 2)) else ((low + high) / 2, high)
-    return math.exp(high)
-
-# %% ../nbs/08_pruning.ipynb #0985e369
-def channel_survival(masks: dict, # masks by weight name, as from `prune`
-                     layer: str = 'conv1', # the layer whose output channels are counted
-                     next_layer: str | None = 'conv2', # the layer it feeds; a channel with no outgoing weight is dead
-                    ) -> np.ndarray:
-    "Per output channel of `layer`: the fraction of its kernel kept, 0 if every outgoing weight is pruned."
-    kernel = masks[f'{layer}.kernel']; kept = kernel.reshape(-1, kernel.shape[-1]).mean(0)
-    if next_layer is not None and f'{next_layer}.kernel' in masks:
-        outgoing = np.moveaxis(masks[f'{next_layer}.kernel'], -2, 0)
-        kept = np.where(outgoing.reshape(len(outgoing), -1).any(1), kept, 0.0)
-    return kept
-
-# %% ../nbs/08_pruning.ipynb #b3eb6cb5
-def compare_channels(survival, # per-channel survival (e.g. `channel_survival`)
-                     importance, # per-channel importance, same length
-                     top_k: int | None = None, # channels in each top set; default half
-                    ) -> dict:
-    "Spearman rank correlation of survival with importance, and the overlap (0..1) of their top-k channels."
-    from scipy.stats import spearmanr
-    survival, importance = np.asarray(survival, float), np.asarray(importance, float)
-    if survival.ndim != 1 or survival.shape != importance.shape:
-        raise ValueError(f"survival {survival.shape} and importance {importance.shape} must be vectors of one length")
-    top_k = top_k or max(1, len(survival) // 2)
-    top = lambda v: set(np.argsort(-v, kind='stable')[:top_k].tolist())
-    rho = spearmanr(survival, importance).statistic if np.ptp(survival) and np.ptp(importance) else np.nan
-    return dict(spearman=float(rho), top_k=top_k, overlap=len(top(survival) & top(importance)) / top_k)

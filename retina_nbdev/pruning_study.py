@@ -20,8 +20,9 @@ from .models import bn_cnn
 from .train import fit, predict_test, TrainingConfig
 from .metrics import evaluate
 from .stages import PRUNING_GRIDS
-from .pruning import (METHODS, channel_survival, check_compression, collapsed, get_masks,
-                                  linearised_twin, magnitude_rewinding, prunable_weights, prune, _copy_positive)
+from .pruning import (METHODS, check_compression, get_masks, linearised_twin, magnitude_rewinding, prunable_weights,
+                                  prune, _copy_positive)
+from .collapse import channel_survival, collapsed
 
 # %% ../nbs/08a_pruning_study.ipynb #074a20e6
 STUDY_METHODS = (*METHODS, 'rewinding')  # the pruning methods, and iterative magnitude pruning with weight rewinding

@@ -28,7 +28,8 @@ def main():
     parser.add_argument('--steps', type=int, default=6, help='bisection halvings for iterative methods')
     args = parser.parse_args()
     import keras
-    from retina_nbdev.pruning import vgg16, critical_compression, maximal_compression
+    from retina_nbdev.pruning import vgg16
+    from retina_nbdev.collapse import critical_compression, maximal_compression
     model, data = vgg16(), random_batches(args.batches)
     loss = keras.losses.CategoricalCrossentropy(from_logits=True)
     print(f"VGG-16 (lottery, CIFAR-100 shape, kaiming normal): maximal compression {maximal_compression(model):,.0f}x")

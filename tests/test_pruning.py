@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 
-from retina_nbdev.pruning import (collapsed, critical_compression, get_masks, plain_cnn, prunable_weights, prune,
+from retina_nbdev.collapse import collapsed, critical_compression
+from retina_nbdev.pruning import (get_masks, plain_cnn, prunable_weights, prune,
                                   remove_masks, SynFlow)
 
 
