@@ -1,5 +1,5 @@
-"""Pruning, beyond the notebook `08_pruning` (which checks masks through training and saving, exact counts, SynFlow's
-conservation on a deep net, rewinding, layer collapse and bad input): conservation with pooling, no revival across
+"""Pruning, beyond the notebooks `08_pruning` (which checks masks through training and saving, exact counts, SynFlow's
+conservation on a deep net, rewinding and bad input) and `08b_collapse` (layer collapse): conservation with pooling, no revival across
 rounds, the exactness of the one-shot critical compression, and a model left as it was. The study's grid and runs
 are in `test_pruning_study.py`."""
 import math

@@ -128,7 +128,7 @@ def test_the_truth_of_an_ablated_retina():
     retina = Retina(preset='tiny')
     values = lambda table, ablation: table[table.ablation == ablation].filter(like='value_').reset_index(drop=True)
     _, intact = experiments.retina_ablations(retina)
-    suite, ablated = experiments.retina_ablations(retina, ('gain_control',))
+    _, ablated = experiments.retina_ablations(retina, ('gain_control',))
     pd.testing.assert_frame_equal(values(ablated, 'gain_control'), values(ablated, 'none'))
     assert not values(intact, 'gain_control').equals(values(intact, 'none'))
     assert not values(ablated, 'none').equals(values(intact, 'none'))  # the base retina is the ablated one
