@@ -237,7 +237,7 @@ def measure_osr(system, # a `Retina`, a Keras model or a callable
     omitted, rates = trains[0][1], _rates(system, np.stack([movie for movie, _ in trains]), options)
     table = pd.DataFrame([dict(cell=c, period_ms=p * MS_PER_BIN, **osr_stats(rates[k, :, c], omitted, p, window))
                           for k, p in enumerate(periods) for c in range(rates.shape[-1])])
-    table['osr'] = (table.peak_over_baseline > CRITERIA['osr_ratio']) & (table.peak > CRITERIA['threshold'])  # and a response at all
+    table['osr'] = table.peak_over_baseline > CRITERIA['osr_ratio']
     rows = []
     for c, group in table.groupby('cell'):
         ref = group[group.period_ms == reference * MS_PER_BIN].iloc[0]
