@@ -136,3 +136,21 @@ def test_several_model_seeds(finished_run, tmp_path):
     assert seeds['models'] == 2 and seeds['r_sd'] >= 0 and (run/'evaluate'/'seeds.csv').exists()
     write_report(RunConfig(run, 'tiny', options=dict(model_seeds=2), progress=False))
     assert 'Across 2 seeds of the BN-CNN' in (run/'report.html').read_text()
+
+
+def test_a_run_that_reduces_nothing_still_reports(finished_run, tmp_path):
+    "With no cell to reduce, the reduce stage writes a reductions.csv with its columns and no row, and the report reads it."
+    import pandas as pd
+    from retina_nbdev.pipeline import REDUCTION_COLUMNS
+    from retina_nbdev.report import REPORT_SECTIONS
+    from retina_nbdev.stages import STAGES, RunConfig
+    assert tuple(pd.read_csv(finished_run/'reduce'/'reductions.csv').columns) == REDUCTION_COLUMNS  # no column dropped
+    inputs = {name: finished_run/name for name in ('simulate', 'train', 'phenomena')} | {'attribute': tmp_path/'no_attributions'}
+    inputs['attribute'].mkdir()
+    (tmp_path/'reduce').mkdir(); (tmp_path/'work').mkdir()
+    summary = STAGES['reduce'].run(RunConfig(out=tmp_path, preset='tiny'), tmp_path/'reduce', inputs, tmp_path/'work')
+    table = pd.read_csv(tmp_path/'reduce'/'reductions.csv')
+    assert table.empty and tuple(table.columns) == REDUCTION_COLUMNS
+    assert (summary['per_phenomenon'], summary['channels_kept'], summary['extra_types_needed']) == ({}, 0.0, None)
+    section = REPORT_SECTIONS['reduce'](tmp_path/'reduce', dict(summary=summary))
+    assert section.paragraphs == ['No cell showed a phenomenon to reduce.']
