@@ -148,6 +148,7 @@ CRITERIA = dict(threshold=3.0, # Hz: a response at all
                 latency_min_points=3, # responsive intensities needed to call latency coding
                 latency_rank=-0.7, # rank correlation of latency with flash strength at most this: a falling trend
                 osr_ratio=2.0, # OSR peak over the mean of the last period before the omission
+                osr_floor=1.0, # Hz: the OSR's peak must be a response (one spike a second above rest), not a ratio of rounding errors
                 reversal_ratio=1.2, # reversal burst over the drifting response
                 reversal_fraction=0.5, # share of reversal positions with a burst
                 lead_um=0.0) # anticipation: lead at the first speed
@@ -237,7 +238,7 @@ def measure_osr(system, # a `Retina`, a Keras model or a callable
     omitted, rates = trains[0][1], _rates(system, np.stack([movie for movie, _ in trains]), options)
     table = pd.DataFrame([dict(cell=c, period_ms=p * MS_PER_BIN, **osr_stats(rates[k, :, c], omitted, p, window))
                           for k, p in enumerate(periods) for c in range(rates.shape[-1])])
-    table['osr'] = table.peak_over_baseline > CRITERIA['osr_ratio']
+    table['osr'] = (table.peak_over_baseline > CRITERIA['osr_ratio']) & (table.peak > CRITERIA['osr_floor'])
     rows = []
     for c, group in table.groupby('cell'):
         ref = group[group.period_ms == reference * MS_PER_BIN].iloc[0]
