@@ -141,7 +141,7 @@ def test_several_model_seeds(finished_run, tmp_path):
 def test_a_run_that_reduces_nothing_still_reports(finished_run, tmp_path):
     "With no cell to reduce, the reduce stage writes a reductions.csv with its columns and no row, and the report reads it."
     import pandas as pd
-    from retina_nbdev.pipeline import REDUCTION_COLUMNS
+    from retina_nbdev.phenomenon_reduction import REDUCTION_COLUMNS
     from retina_nbdev.report import REPORT_SECTIONS
     from retina_nbdev.stages import STAGES, RunConfig
     assert tuple(pd.read_csv(finished_run/'reduce'/'reductions.csv').columns) == REDUCTION_COLUMNS  # no column dropped

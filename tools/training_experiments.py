@@ -74,9 +74,8 @@ def reduction_scores(model, recording, preset, folder: Path, row: dict,
     import pandas as pd
     from retina_nbdev import phenomena as ph
     from retina_nbdev.retina import Retina
-    from retina_nbdev.pipeline import beyond_truth, cells_to_reduce, true_types
-    from retina_nbdev.reduction import precision_recall
-    from retina_nbdev.phenomenon_reduction import attribute_phenomenon, reduce_attributed, type_necessity
+    from retina_nbdev.pipeline import cells_to_reduce
+    from retina_nbdev.phenomenon_reduction import attribute_phenomenon, reduce_attributed, score_reduction
     quality = quality_table(model, recording)
     row['r_over_ceiling'] = round(float((quality.r / quality.ceiling).median()), 3)
     retina, zscore = Retina(preset=preset, seed=0), (float(recording.stimulus_mean), float(recording.stimulus_std))
@@ -88,13 +87,8 @@ def reduction_scores(model, recording, preset, folder: Path, row: dict,
     cells = []
     for phenomenon, numbers in cells_to_reduce(folder).items():
         for cell in numbers:
-            result = reduce_attributed(model, attribute_phenomenon(model, phenomenon, cell, zscore, steps=preset.ig_steps), zscore)
-            score = precision_recall(result['types'], true_types(ablations, phenomenon, cell))
-            needed = type_necessity(model, result, zscore)['necessary']
-            extra, extra_needed = beyond_truth(result['types'], score['truth'], needed)
-            cells.append(dict(phenomenon=phenomenon, cell=cell, keep=' '.join(map(str, result['keep'])), types=' '.join(result['types']),
-                              truth=' '.join(score['truth']), needed=' '.join(needed), precision=score['precision'], recall=score['recall'],
-                              extra=extra, extra_needed=extra_needed))
+            reduced = reduce_attributed(model, attribute_phenomenon(model, phenomenon, cell, zscore, steps=preset.ig_steps), zscore)
+            cells.append(score_reduction(model, reduced, zscore, ablations))
     table = pd.DataFrame(cells, columns=CELL_COLUMNS[1:])
     table.to_csv(folder/'reductions.csv', index=False)
     for name in PHENOMENA:
