@@ -7,16 +7,18 @@ Docs: https://retina-nbdev.github.io/retina_nbdev/retina.html.md"""
 # %% ../nbs/02_retina.ipynb #d94ed74d
 from __future__ import annotations
 from .core import FRAME_RATE, Preset, get_preset, artifact_dir
+from .movies import *  # the movies it is recorded under
 import dataclasses, json
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 from scipy import ndimage, signal
+_all_ = ['white_noise', 'pink_image', 'natural_images', 'natural_movie', 'stimulus_ensemble']  # still offered as retina.<name>
 
 # %% auto #0
-__all__ = ['BIPOLAR_TYPES', 'ABLATIONS', 'SKIMAGE_PHOTOS', 'STIMULI', 'BLOCKS', 'RetinaParams', 'biphasic_filter', 'biphasic_iir',
-           'gaussian_matrix', 'bipolar_spatial', 'white_noise', 'pink_image', 'natural_images', 'natural_movie',
-           'stimulus_ensemble', 'check_ablate', 'Retina', 'smooth_counts', 'record_block', 'simulate_experiment']
+__all__ = ['BIPOLAR_TYPES', 'ABLATIONS', 'STIMULI', 'BLOCKS', 'RetinaParams', 'biphasic_filter', 'biphasic_iir',
+           'gaussian_matrix', 'bipolar_spatial', 'check_ablate', 'Retina', 'smooth_counts', 'record_block',
+           'simulate_experiment', 'white_noise', 'pink_image', 'natural_images', 'natural_movie', 'stimulus_ensemble']
 
 # %% ../nbs/02_retina.ipynb #e9fa136c
 BIPOLAR_TYPES = ('on_fast', 'off_fast', 'on_slow', 'off_slow')  # the planted cell types, in wiring-column order
@@ -113,106 +115,6 @@ def bipolar_spatial(movie: np.ndarray, # (T, H, W) contrast, H == W
     "Each pixel's centre-surround subunit drive, (T, H, W)."
     centre, surround = (gaussian_matrix(movie.shape[-1], s) for s in (params.centre_sigma, params.surround_sigma))
     return centre @ movie @ centre.T - params.surround_weight * (surround @ movie @ surround.T)
-
-# %% ../nbs/02_retina.ipynb #d4e4b3c5
-def white_noise(num_frames: int, # frames (10 ms bins)
-                pixels: int, # frame height and width
-                seed: int = 0, # random seed
-                frame_hold: int = 1, # bins each checkerboard is held
-               ) -> np.ndarray:
-    "A binary (±1) checkerboard movie (num_frames, pixels, pixels), float32."
-    if num_frames < 0 or pixels < 1 or frame_hold < 1: raise ValueError("white_noise: num_frames >= 0, pixels >= 1 and frame_hold >= 1")
-    rng = np.random.default_rng(seed)
-    boards = rng.integers(0, 2, (-(-num_frames // frame_hold), pixels, pixels), dtype=np.int8) * 2 - 1
-    return np.repeat(boards, frame_hold, axis=0)[:num_frames].astype(np.float32)
-
-# %% ../nbs/02_retina.ipynb #b9754df0
-SKIMAGE_PHOTOS = ('camera', 'astronaut', 'coffee', 'chelsea', 'rocket', 'coins', 'moon', 'grass', 'gravel', 'brick', 'clock')
-
-def _to_gray(image):
-    image = np.asarray(image, np.float64)
-    if image.ndim == 3: image = image[..., :3] @ np.array([0.2125, 0.7154, 0.0721])
-    return image / max(image.max(), 1e-12)
-
-# %% ../nbs/02_retina.ipynb #67e8b5b1
-def pink_image(size: int = 256, # side in pixels
-               seed: int = 0, # random seed
-              ) -> np.ndarray:
-    "A synthetic natural-like scene: random phases, a 1/f amplitude spectrum, scaled to [0, 1]."
-    f = np.hypot(*np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size)))
-    phases = np.exp(2j * np.pi * np.random.default_rng(seed).random((size, size)))
-    image = np.fft.ifft2(phases / np.maximum(f, 1 / size)).real
-    return (image - image.min()) / np.ptp(image)
-
-# %% ../nbs/02_retina.ipynb #6e3a952f
-def natural_images(source: str | Path = 'skimage', # 'skimage', 'pink' or a folder of png/jpg/tif images
-                   seed: int = 0, # seed of the pink scenes
-                  ) -> list:
-    "Grey-level images in [0, 1] from scikit-image's bundled photographs, 1/f noise, or a folder."
-    if source == 'skimage':
-        import skimage.data
-        return [_to_gray(getattr(skimage.data, name)()) for name in SKIMAGE_PHOTOS]
-    if source == 'pink': return [pink_image(256, seed * 1000 + i) for i in range(12)]
-    folder = Path(source)
-    if not folder.is_dir(): raise ValueError(f"image source {str(source)!r} is not 'skimage', 'pink' or a folder")
-    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in ('.png', '.jpg', '.jpeg', '.tif', '.tiff'))
-    if not files: raise ValueError(f"image folder {folder} holds no .png, .jpg or .tif images")
-    import skimage.io
-    return [_to_gray(skimage.io.imread(f)) for f in files]
-
-# %% ../nbs/02_retina.ipynb #8ebd4827
-def _box_means(image, scale):
-    "Mean of every scale x scale block, indexed by its top-left corner."
-    s = np.pad(image.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-    return (s[scale:, scale:] - s[:-scale, scale:] - s[scale:, :-scale] + s[:-scale, :-scale]) / scale ** 2
-
-# %% ../nbs/02_retina.ipynb #68d99c5a
-def natural_movie(num_frames: int, # frames (10 ms bins)
-                  pixels: int, # frame height and width
-                  seed: int = 0, # random seed of image order, positions and the walk
-                  source: str | Path = 'skimage', # 'skimage', 'pink' or a folder of images
-                  image_seconds: float = 1.0, # how long each image is shown
-                  scale: int = 4, # image pixels per stimulus pixel (walk step resolution)
-                  jitter: float = 1.0, # random-walk step sd, in image pixels per frame
-                 ) -> np.ndarray:
-    "A natural-scene movie (num_frames, pixels, pixels) of z-scored contrast: images jittered by eye movements."
-    rng = np.random.default_rng(seed)
-    boxes = [_box_means(im, scale) for im in natural_images(source, seed) if min(im.shape) >= (pixels + 2) * scale]
-    if not boxes: raise ValueError(f"no image from {str(source)!r} is at least {(pixels + 2) * scale} pixels on a side")
-    mean, std = np.mean([b.mean() for b in boxes]), np.sqrt(np.mean([b.var() for b in boxes]))
-    movie, span = np.empty((num_frames, pixels, pixels), np.float32), max(1, int(round(image_seconds * FRAME_RATE)))
-    grid = scale * np.arange(pixels)
-    for start in range(0, num_frames, span):
-        box = boxes[rng.integers(len(boxes))]
-        n, limit = min(span, num_frames - start), np.array(box.shape) - grid[-1] - 1
-        walk = rng.uniform(0, limit) + np.cumsum(rng.normal(0, jitter, (n, 2)), 0)
-        y, x = np.clip(np.rint(walk), 0, limit - 1).astype(int).T  # stay inside the image
-        movie[start:start + n] = box[y[:, None, None] + grid[:, None], x[:, None, None] + grid]
-    movie -= mean; movie /= std  # z-score with the image set's statistics, chunk-free
-    return movie
-
-# %% ../nbs/02_retina.ipynb #10dd36ba
-def stimulus_ensemble(num_frames: int, # frames (10 ms bins)
-                      pixels: int, # frame height and width
-                      seed: int = 0, # random seed of the blocks and of every movie in them
-                      white_noise_share: float = 0.25, # expected share of white-noise checkerboard blocks
-                      flicker_share: float = 0.15, # expected share of full-field binary flicker blocks
-                      block_seconds: float = 5.0, # length of one block
-                      image_seconds: float = 0.3, # natural blocks: a new image this often (a saccade)
-                      source: str | Path = 'skimage', # natural blocks: image source (see `natural_images`)
-                     ) -> np.ndarray:
-    "A training movie (num_frames, pixels, pixels) of random blocks: natural scenes with saccades, white noise, full-field flicker."
-    if not (0 <= white_noise_share and 0 <= flicker_share and white_noise_share + flicker_share <= 1):
-        raise ValueError(f"shares must be non-negative and sum to at most 1, got white noise {white_noise_share}, flicker {flicker_share}")
-    movie = natural_movie(num_frames, pixels, seed, source, image_seconds=image_seconds)
-    checkers = white_noise(num_frames, pixels, seed + 7, frame_hold=3)
-    flicker = np.broadcast_to(white_noise(num_frames, 1, seed + 9, frame_hold=3), movie.shape)
-    block, draws = max(1, int(round(block_seconds * FRAME_RATE))), np.random.default_rng([seed, 11])
-    for start in range(0, num_frames, block):
-        u, span = draws.random(), slice(start, start + block)
-        if u < white_noise_share: movie[span] = checkers[span]
-        elif u < white_noise_share + flicker_share: movie[span] = flicker[span]
-    return movie
 
 # %% ../nbs/02_retina.ipynb #6b35a061
 def check_ablate(ablate) -> tuple:
