@@ -7,83 +7,19 @@ Docs: https://retina-nbdev.github.io/retina_nbdev/phenomena.html.md"""
 # %% ../nbs/05a_phenomena.ipynb #4b70ff7b
 from __future__ import annotations
 from .core import FRAME_RATE, PIXEL_UM
+from .systems import *  # responses, system_input, in_bins, MS_PER_BIN
 from dataclasses import dataclass
 import numpy as np
 import pandas as pd
+_all_ = ['MS_PER_BIN', 'system_input', 'responses', 'in_bins']  # still offered as phenomena.<name>
 
 # %% auto #0
-__all__ = ['MS_PER_BIN', 'CRITERIA', 'MAIN_METRIC', 'METRIC_NULL', 'PHENOMENA', 'system_input', 'responses', 'in_bins',
-           'latency_ms', 'osr_stats', 'reversal_stats', 'peak_position', 'Measurement', 'resting_rate',
-           'measure_latency', 'measure_osr', 'flashed_profile', 'measure_anticipation', 'measure_reversal', 'Suite',
-           'run_suite', 'presence', 'compare_systems', 'reproduction', 'full_field', 'flash_movie', 'paired_flash',
-           'flash_train', 'contrast_noise', 'bar_frames', 'bar_path', 'drifting_bar', 'reversing_bar', 'flashed_bars',
+__all__ = ['CRITERIA', 'MAIN_METRIC', 'METRIC_NULL', 'PHENOMENA', 'latency_ms', 'osr_stats', 'reversal_stats', 'peak_position',
+           'Measurement', 'resting_rate', 'measure_latency', 'measure_osr', 'flashed_profile', 'measure_anticipation',
+           'measure_reversal', 'Suite', 'run_suite', 'presence', 'compare_systems', 'reproduction', 'MS_PER_BIN',
+           'system_input', 'responses', 'in_bins', 'full_field', 'flash_movie', 'paired_flash', 'flash_train',
+           'contrast_noise', 'bar_frames', 'bar_path', 'drifting_bar', 'reversing_bar', 'flashed_bars',
            'reversing_grating']
-
-# %% ../nbs/05a_phenomena.ipynb #77afbef2
-MS_PER_BIN = 1000 / FRAME_RATE  # milliseconds per frame and per response bin
-
-def _is_keras(system): return all(hasattr(system, name) for name in ('input_shape', 'predict', 'layers'))
-
-def system_input(system, # a `Retina`, a Keras model or a callable movie -> rates
-                 history: int | None = None, # frames per window: required for a callable, default the retina's preset
-                ) -> tuple:
-    "A system's `(history, frame_shape)`; `frame_shape` is None for a callable, which takes any frame."
-    from retina_nbdev.retina import Retina
-    if _is_keras(system):
-        shape = tuple(system.input_shape)
-        if len(shape) != 4 or any(size is None for size in shape[1:]):
-            raise ValueError(f"model {system.name!r} has input shape {shape}: need a known (None, H, W, history)")
-        if history not in (None, shape[3]): raise ValueError(f"history {history} differs from the model's input depth {shape[3]}")
-        return shape[3], tuple(shape[1:3])
-    if isinstance(system, Retina): return int(history or system.preset.history), system.frame_shape
-    if callable(system):
-        if history is None: raise ValueError("a callable system has no known input size: pass `history` (frames per window)")
-        return int(history), None
-    raise ValueError(f"unknown system {type(system).__name__}: pass a Retina, a Keras model or a callable movie -> (T, n_cells) rates")
-
-# %% ../nbs/05a_phenomena.ipynb #827bf583
-def _model_responses(model, movies, history, batch_frames):
-    from retina_nbdev.chunked import supports_chunks, chunked_forward, model_tail
-    num_movies, num_frames = movies.shape[:2]
-    if supports_chunks(model):
-        tail, step = model_tail(model), max(1, batch_frames // num_frames)
-        return np.concatenate([chunked_forward(model, movies[i:i + step], tail).numpy()
-                               .reshape(len(movies[i:i + step]), num_frames - history + 1, -1)[:, :-1]
-                               for i in range(0, num_movies, step)])
-    from retina_nbdev.windows import window_dataset
-    return np.stack([model.predict(window_dataset(movie, history), verbose=0) for movie in movies])
-
-def responses(system, # a `Retina`, a Keras model or a callable movie -> (T, n_cells) rates
-              movie, # (T, H, W) movie, or a stack (n, T, H, W) of movies of one length
-              history: int | None = None, # frames per window (see `system_input`)
-              ablate=(), # pathways silenced in the retina (`retina.ABLATIONS`)
-              zscore: tuple | None = None, # (mean, std): feed `(movie - mean) / std`
-              batch_frames: int = 8192, # frames per FFT batch of a Keras model
-             ) -> np.ndarray:
-    "Rates (T - history, n_cells) of `system` watching `movie`; row i is the bin right after the window [i, i + history)."
-    from retina_nbdev.retina import Retina
-    history, frame_shape = system_input(system, history)
-    movies = np.asarray(movie, np.float32)
-    if movies.ndim not in (3, 4): raise ValueError(f"movie must be (T, H, W) or a stack (n, T, H, W), got shape {movies.shape}")
-    single, movies = movies.ndim == 3, movies[None] if movies.ndim == 3 else movies
-    if frame_shape is not None and movies.shape[2:] != frame_shape:
-        raise ValueError(f"movie frames are {movies.shape[2:]} but the system takes {frame_shape}")
-    if movies.shape[1] <= history: raise ValueError(f"a movie of {movies.shape[1]} frames is shorter than the history {history} + 1")
-    if ablate and not isinstance(system, Retina): raise ValueError("`ablate` applies to the in-silico retina only")
-    if zscore is not None: movies = (movies - zscore[0]) / zscore[1]
-    if _is_keras(system): out = _model_responses(system, movies, history, batch_frames)
-    else: out = np.stack([np.asarray(system.rates(m, ablate) if isinstance(system, Retina) else system(m), np.float32)[history:] for m in movies])
-    if out.ndim != 3 or out.shape[1] != movies.shape[1] - history:
-        raise ValueError(f"the system returned rates of shape {out.shape[1:]}, need (T - history, n_cells)")
-    return out[0] if single else out
-
-# %% ../nbs/05a_phenomena.ipynb #2286790a
-def in_bins(rates, # rates from `responses`, (..., T - history, n_cells)
-            history: int, # the system's history
-           ) -> np.ndarray:
-    "Rates put back on the movie's time axis: row t is bin t, NaN for the first `history` bins."
-    rates = np.asarray(rates, np.float32)
-    return np.concatenate([np.full(rates.shape[:-2] + (history, rates.shape[-1]), np.nan, np.float32), rates], axis=-2)
 
 # %% ../nbs/05a_phenomena.ipynb #2970d483
 from .stimuli import *
