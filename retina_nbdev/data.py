@@ -1,4 +1,4 @@
-"""Recordings in the Baccus-lab HDF5 layout: a validating writer, a read-only loader, and lazy tf.data windows.
+"""A recording loaded for training: every key validated, both movies z-scored and held once, windows cut lazily inside tf.data.
 
 Docs: https://retina-nbdev.github.io/retina_nbdev/data.html.md"""
 
@@ -7,182 +7,24 @@ Docs: https://retina-nbdev.github.io/retina_nbdev/data.html.md"""
 # %% ../nbs/01_data.ipynb #4a6a47dd
 from __future__ import annotations
 from .core import FRAME_RATE, atomic_write
+from .recordings import *  # the layout, the writer, the toy recording
+from .recordings import _check, _open, _read_node
 from .windows import _aligned_empty, _gather_windows, window_dataset
 import dataclasses, json, math
 from dataclasses import dataclass
 from pathlib import Path
 import h5py
 import numpy as np
+_all_ = ['BLOCK_KEYS', 'recording_path', 'repeat_key', 'write_recording', 'toy_recording', 'read_ground_truth']  # still offered as data.<name>
 
 # %% auto #0
-__all__ = ['VALIDATION_FRACTION', 'BLOCK_KEYS', 'FRAME_DTYPES', 'recording_path', 'repeat_key', 'write_recording',
-           'toy_recording', 'read_ground_truth', 'Recording', 'load_recording']
-
-# %% ../nbs/01_data.ipynb #753c12c7
-VALIDATION_FRACTION = 0.05  # training samples held out for validation, as one block at the end of the training movie
-BLOCK_KEYS = ('stimulus', 'firing_rate_10ms', 'binned')  # the arrays a block needs; `test` also needs `repeats`
-
-def recording_path(folder: str | Path, # the data folder
-                   experiment: str, # the experiment's name, e.g. a date
-                   stimulus: str = 'whitenoise', # the stimulus: whitenoise, naturalscene, ...
-                  ) -> Path:
-    "Where the layout puts one recording: `<folder>/<experiment>/<stimulus>.h5`."
-    return Path(folder)/experiment/f'{stimulus}.h5'
-
-# %% ../nbs/01_data.ipynb #c3b6d017
-def repeat_key(cell: int, # 0-based cell index
-              ) -> str:
-    "The key of a cell's single-trial test rates: 1-based, zero-padded to 2 digits."
-    return f'test/repeats/cell{cell + 1:02d}'
-
-# %% ../nbs/01_data.ipynb #1ed5cdc3
-def _all_finite(array, chunk=4096):
-    "True if `array` has no NaN or inf; checks `chunk` rows at a time."
-    return all(np.isfinite(array[i:i + chunk]).all() for i in range(0, len(array), chunk))
-
-# %% ../nbs/01_data.ipynb #4d821a06
-def _check(array, # the array to check
-           key: str, # its key in the layout, for the message
-           source, # the file it belongs to, for the message
-           ndim: int, # the rank it must have
-           nonneg: bool = False, # rates and counts must also be >= 0
-          ) -> np.ndarray:
-    "Return `array` as numpy if it has rank `ndim`, is numeric and finite (and non-negative); else a `ValueError`."
-    array = np.asarray(array)
-    if array.ndim != ndim: raise ValueError(f"{source}: '{key}' must be {ndim}-D, got shape {array.shape}")
-    if array.dtype.kind not in 'biuf': raise ValueError(f"{source}: '{key}' must be numeric, got dtype {array.dtype}")
-    if not _all_finite(array): raise ValueError(f"{source}: '{key}' contains NaN or inf")
-    if nonneg and array.size and array.min() < 0: raise ValueError(f"{source}: '{key}' has negative values (rates and counts must be >= 0)")
-    return array
-
-# %% ../nbs/01_data.ipynb #1d9c4ef9
-def _check_block(block, name, source, test=False):
-    "Check one block (`train` or `test`) of `write_recording`'s input; return its arrays by key."
-    if not isinstance(block, dict): raise ValueError(f"{source}: '{name}' must be a dict of arrays, got {type(block).__name__}")
-    required = BLOCK_KEYS + (('repeats',) if test else ())
-    missing, unknown = [k for k in required if k not in block], sorted(set(block) - set(required) - {'time'})
-    if missing: raise ValueError(f"{source}: '{name}' is missing keys {missing}; it needs {list(required)} and optionally 'time'")
-    if unknown: raise ValueError(f"{source}: '{name}' has unknown keys {unknown}; it takes {list(required)} and optionally 'time'")
-    T = len(np.asarray(block['stimulus']))
-    keys = dict(stimulus=(f'{name}/stimulus', 3), time=(f'{name}/time', 1), repeats=(f'{name}/repeats', 3),
-                firing_rate_10ms=(f'{name}/response/firing_rate_10ms', 2), binned=(f'{name}/response/binned', 2))
-    out = {k: _check(block.get(k, np.arange(T) / FRAME_RATE), key, source, ndim, nonneg=k not in ('stimulus', 'time'))
-           for k, (key, ndim) in keys.items() if k in required or k == 'time'}
-    for k, array in out.items():
-        if array.shape[0 if k in ('stimulus', 'time') else -1] != T:
-            raise ValueError(f"{source}: '{keys[k][0]}' has {array.shape[-1]} bins but '{name}/stimulus' has {T} frames")
-    if out['binned'].shape != out['firing_rate_10ms'].shape or (test and len(out['repeats']) != len(out['binned'])):
-        raise ValueError(f"{source}: '{name}' responses disagree on the number of cells")
-    return out
-
-# %% ../nbs/01_data.ipynb #6f6cffba
-def _write_tree(group, tree, where):
-    "Write a nested dict into an HDF5 group: dicts and ragged lists become groups, the rest datasets."
-    for key, value in tree.items():
-        if not isinstance(key, str) or not key or '/' in key: raise ValueError(f"{where}: key {key!r} must be a non-empty string without '/'")
-        if dataclasses.is_dataclass(value) and not isinstance(value, type): value = dataclasses.asdict(value)
-        if isinstance(value, (list, tuple)):
-            try: array = np.asarray(value)
-            except ValueError: array = None  # ragged
-            if array is None or array.dtype == object: value = {str(i): v for i, v in enumerate(value)}
-        if isinstance(value, dict):
-            _write_tree(sub := group.create_group(key, track_order=True), value, f'{where}/{key}')
-            if isinstance(tree[key], (list, tuple)): sub.attrs['python_list'] = True
-        elif value is None: group.create_dataset(key, data=h5py.Empty('f'))
-        elif (array := np.asarray(value)).dtype.kind in 'US': group.create_dataset(key, data=array.astype(object), dtype=h5py.string_dtype())
-        elif array.dtype.kind in 'biufc': group.create_dataset(key, data=array)
-        else: raise ValueError(f"{where}/{key}: cannot store a value of type {type(value).__name__}; use arrays, numbers, strings, None, lists or dicts")
-
-# %% ../nbs/01_data.ipynb #8e80b666
-def _attr_value(value):
-    "A file attribute as HDF5 stores it: numbers, strings and arrays as they are, anything else as JSON text."
-    if isinstance(value, (str, bool, int, float, np.generic, np.ndarray)): return value
-    return json.dumps(dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value, default=str)
-
-# %% ../nbs/01_data.ipynb #abf5b34b
-def write_recording(path: str | Path, # the .h5 file to write (parents created), written atomically
-                    train: dict, # {'stimulus': (T,H,W), 'firing_rate_10ms': (n_cells,T), 'binned': (n_cells,T)}, optional 'time'
-                    test: dict, # the same keys plus 'repeats': (n_cells, n_repeats, T_test) single-trial rates
-                    ground_truth: dict | None = None, # nested dict -> group `ground_truth`
-                    attrs: dict | None = None, # file-level attributes (preset name, seed, simulator version, ...)
-                   ) -> Path:
-    "Check a recording and write it in the Baccus-lab layout, atomically."
-    path = Path(path)
-    train, test = _check_block(train, 'train', path), _check_block(test, 'test', path, test=True)
-    if train['stimulus'].shape[1:] != test['stimulus'].shape[1:]: raise ValueError(f"{path}: 'train/stimulus' frames are {train['stimulus'].shape[1:]} but 'test/stimulus' frames are {test['stimulus'].shape[1:]}")
-    if len(train['binned']) != len(test['binned']): raise ValueError(f"{path}: 'train' has {len(train['binned'])} cells but 'test' has {len(test['binned'])}")
-    if ground_truth is not None and not isinstance(ground_truth, dict): raise ValueError(f"{path}: 'ground_truth' must be a dict, got {type(ground_truth).__name__}")
-    with atomic_write(path) as tmp, h5py.File(tmp, 'w') as f:
-        for name, block in (('train', train), ('test', test)):
-            f[f'{name}/time'] = block['time'].astype(np.float64)
-            f[f'{name}/stimulus'] = block['stimulus'].astype(np.float32, copy=False)
-            f[f'{name}/response/firing_rate_10ms'] = block['firing_rate_10ms'].astype(np.float32, copy=False)
-            binned = block['binned']
-            f[f'{name}/response/binned'] = binned if binned.dtype.kind in 'iu' else binned.astype(np.float32, copy=False)
-        for cell, trials in enumerate(test['repeats']): f[repeat_key(cell)] = trials.astype(np.float32, copy=False)
-        if ground_truth is not None: _write_tree(f.create_group('ground_truth', track_order=True), ground_truth, f'{path}: ground_truth')
-        for key, value in (attrs or {}).items(): f.attrs[key] = _attr_value(value)
-    return path
-
-# %% ../nbs/01_data.ipynb #dcae8b97
-def toy_recording(path: str | Path, # the .h5 file to write
-                  pixels: int = 16, # frame height and width
-                  train_frames: int = 300, # frames in the training movie
-                  test_frames: int = 200, # frames in the test movie
-                  num_cells: int = 3, # cells, each reading one pixel on the diagonal
-                  num_repeats: int = 2, # repeats of the test movie
-                  gain: float = 10.0, # rate in Hz per unit of stimulus, around `gain` Hz
-                  seed: int = 0, # seed of the stimulus and the spikes
-                 ) -> Path:
-    "Write a recording where cell c fires `gain*(1 + frame[t-1] at its pixel)` in bin t: a known answer for tests."
-    rng = np.random.default_rng(seed)
-    where = [((c + 1) * pixels // (num_cells + 1),) * 2 for c in range(num_cells)]
-    def rate(movie): return gain * (1 + np.stack([np.r_[0, movie[:-1, y, x]] for y, x in where]))
-    def block(T):
-        movie = rng.choice(np.array([-1, 1], np.float32), size=(T, pixels, pixels))
-        return movie, rate(movie), rng.poisson(rate(movie) / FRAME_RATE)
-    (train, train_rate, train_counts), (test, test_rate, _) = block(train_frames), block(test_frames)
-    counts = rng.poisson(test_rate / FRAME_RATE, size=(num_repeats,) + test_rate.shape)  # (repeats, cells, T)
-    repeats = counts.transpose(1, 0, 2) * float(FRAME_RATE)
-    return write_recording(path, dict(stimulus=train, firing_rate_10ms=train_rate, binned=train_counts),
-                           dict(stimulus=test, firing_rate_10ms=repeats.mean(1), binned=counts.sum(0), repeats=repeats),
-                           ground_truth=dict(true_rate_test=test_rate, pixels=np.array(where), lag=1, gain=gain,
-                                             model='rate = gain * (1 + frame[t - lag] at pixel)', cells=[{'kind': 'toy'}] * num_cells,
-                                             note=None),
-                           attrs=dict(preset='toy', seed=seed, source={'writer': 'toy_recording'}))
-
-# %% ../nbs/01_data.ipynb #6188883e
-def _open(path):
-    "Open an HDF5 file read-only, with a clear error for a missing file or one that is not HDF5."
-    path = Path(path)
-    if not path.is_file(): raise ValueError(f"{path}: no such recording file")
-    if not h5py.is_hdf5(path): raise ValueError(f"{path}: not an HDF5 file")
-    try: return h5py.File(path, 'r')
-    except OSError as error: raise ValueError(f"{path}: cannot open the HDF5 file ({error})") from error
-
-# %% ../nbs/01_data.ipynb #ecbf5dcc
-def _read_node(node):
-    "An HDF5 group or dataset as Python: dicts, lists, arrays, scalars, strings or None."
-    if isinstance(node, h5py.Group):
-        items = {key: _read_node(child) for key, child in node.items()}
-        return [items[str(i)] for i in range(len(items))] if node.attrs.get('python_list', False) else items
-    if node.shape is None: return None
-    if h5py.check_string_dtype(node.dtype):
-        value = node.asstr()[()]
-        return value if isinstance(value, str) else np.asarray(value, dtype=str)
-    value = node[()]
-    return value.item() if node.shape == () else value
-
-# %% ../nbs/01_data.ipynb #f7921b1c
-def read_ground_truth(path: str | Path, # a recording file
-                     ) -> dict | None:
-    "The `ground_truth` group of a recording as a nested dict, or None if the file has none (a real recording)."
-    with _open(path) as f: return _read_node(f['ground_truth']) if 'ground_truth' in f else None
+__all__ = ['FRAME_DTYPES', 'VALIDATION_FRACTION', 'Recording', 'load_recording', 'BLOCK_KEYS', 'recording_path', 'repeat_key',
+           'write_recording', 'toy_recording', 'read_ground_truth']
 
 # %% ../nbs/01_data.ipynb #4456131c
 def _read(f, key, source, ndim, nonneg=False):
     "Read and check one dataset of an open file as float32; errors name the file and the key."
-    if key not in f or not isinstance(f[key], h5py.Dataset): raise ValueError(f"{source}: missing '{key}' (see the layout in retina_nbdev.data)")
+    if key not in f or not isinstance(f[key], h5py.Dataset): raise ValueError(f"{source}: missing '{key}' (see the layout in retina_nbdev.recordings)")
     data = f[key]
     if data.ndim != ndim: raise ValueError(f"{source}: '{key}' must be {ndim}-D, got shape {data.shape}")
     if data.dtype.kind not in 'biuf': raise ValueError(f"{source}: '{key}' must be numeric, got dtype {data.dtype}")
@@ -216,7 +58,7 @@ def _as_tensor(array: np.ndarray, # a float32 or float16 array, C-contiguous
 # %% ../nbs/01_data.ipynb #114eb9f0
 def _read_movie(f, key, source, skip=0, dtype=np.float32):
     "Check a movie (T, H, W) of an open file; float32: read it into an array whose frame `skip` is 64-byte aligned."
-    if key not in f or not isinstance(f[key], h5py.Dataset): raise ValueError(f"{source}: missing '{key}' (see the layout in retina_nbdev.data)")
+    if key not in f or not isinstance(f[key], h5py.Dataset): raise ValueError(f"{source}: missing '{key}' (see the layout in retina_nbdev.recordings)")
     data = f[key]
     if data.ndim != 3: raise ValueError(f"{source}: '{key}' must be 3-D, got shape {data.shape}")
     if data.dtype.kind not in 'biuf': raise ValueError(f"{source}: '{key}' must be numeric, got dtype {data.dtype}")
@@ -246,6 +88,8 @@ def _check_selection(cells, num_cells, source):
     return tuple(int(c) for c in cells)
 
 # %% ../nbs/01_data.ipynb #fcd390ea
+VALIDATION_FRACTION = 0.05  # training samples held out for validation, as one block at the end of the training movie
+
 def _splits(num_train, num_test, history):
     "Sample ranges [start, stop) of each split: validation is the last 5% of training, `history` samples after training."
     num_validation = max(1, math.ceil(VALIDATION_FRACTION * num_train))
