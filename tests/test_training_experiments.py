@@ -118,7 +118,7 @@ def test_reductions_are_scored_as_the_study_scores_them(tiny_study, tmp_path):
         for measure in ('precision', 'recall'):
             expected = scores.get(name, {}).get(measure)
             assert (row[f'{name}_{measure}'] is None) if expected is None else row[f'{name}_{measure}'] == pytest.approx(expected, abs=1e-3)
-    assert set(row) == set(experiments.REDUCTION_COLUMNS) - {'minutes'}
+    assert set(row) == set(experiments.MODEL_REDUCTION_COLUMNS) - {'minutes'}
 
 
 def test_the_truth_of_an_ablated_retina():

@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 COLUMNS = ['name', 'train', 'seed', 'epochs', 'lr_patience', 'train_minutes', 'history', 'channels', 'l2', 'noise_std',
            'activity_l1', 'batch_size', 'learning_rate', 'r_over_ceiling', 'r_true', 'latency', 'osr', 'reversal', 'anticipation', 'minutes']
 PHENOMENA = ('latency', 'osr', 'reversal', 'anticipation')  # `retina_nbdev.phenomena.PHENOMENA`, without importing TensorFlow
-REDUCTION_COLUMNS = (['name', 'r_over_ceiling'] + [f'{name}_{measure}' for name in PHENOMENA for measure in ('retina_cells', 'cells', 'precision', 'recall')]
-                     + ['extra_types', 'extra_types_needed', 'minutes'])
+MODEL_REDUCTION_COLUMNS = (['name', 'r_over_ceiling'] + [f'{name}_{measure}' for name in PHENOMENA for measure in ('retina_cells', 'cells', 'precision', 'recall')]
+                           + ['extra_types', 'extra_types_needed', 'minutes'])  # one row per model (reduction_experiments.csv)
 CELL_COLUMNS = ['name', 'phenomenon', 'cell', 'keep', 'types', 'truth', 'needed', 'precision', 'recall', 'extra', 'extra_needed']
 
 
@@ -279,7 +279,7 @@ def main():
         reduced['minutes'] = round((time.perf_counter() - start) / 60, 1)
         print(json.dumps(reduced))
         for cell in cells.to_dict('records'): append_row(ROOT/'nbs'/'data'/'reduction_experiment_cells.csv', CELL_COLUMNS, dict(cell, name=args.name))
-        append_row(ROOT/'nbs'/'data'/'reduction_experiments.csv', REDUCTION_COLUMNS, reduced)
+        append_row(ROOT/'nbs'/'data'/'reduction_experiments.csv', MODEL_REDUCTION_COLUMNS, reduced)
 
 
 if __name__ == '__main__': main()
