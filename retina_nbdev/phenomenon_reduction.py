@@ -226,6 +226,7 @@ def score_reduction(model: keras.Model, # the model that was reduced
     needed = type_necessity(model, reduced, zscore)['necessary']
     extra, extra_needed = beyond_truth(reduced['types'], score.get('truth', []), needed)
     words = lambda values: ' '.join(map(str, values))
+    measured = ('reconstruction', 'reduced_r', 'full_value', 'reduced_value', 'full_present', 'reduced_present')  # as `reduce_attributed` gives them
     return dict(phenomenon=reduced['phenomenon'], cell=int(reduced['cell']), keep=words(reduced['keep']), minimal=words(reduced['minimal']),
-                types=words(reduced['types']), **{k: reduced[k] for k in REDUCTION_COLUMNS[5:11]}, truth=words(score.get('truth', [])),
+                types=words(reduced['types']), **{k: reduced[k] for k in measured}, truth=words(score.get('truth', [])),
                 precision=score.get('precision'), recall=score.get('recall'), needed=words(needed), extra=extra, extra_needed=extra_needed)
