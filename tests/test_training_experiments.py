@@ -133,3 +133,20 @@ def test_the_truth_of_an_ablated_retina():
     assert not values(intact, 'gain_control').equals(values(intact, 'none'))
     assert not values(ablated, 'none').equals(values(intact, 'none'))  # the base retina is the ablated one
     assert set(ablated.ablation) == {'none', 'on_fast', 'off_fast', 'on_slow', 'off_slow', 'amacrine', 'gain_control'}
+
+
+def test_a_retina_with_changed_parameters():
+    "`--retina-param`: NAME=VALUE pairs become the retina's parameters; without depression, release scales with the drive."
+    from retina_nbdev.retina import Retina, RetinaParams, _bipolar_release, _initial_state
+    assert experiments.retina_params([]) is None
+    params = experiments.retina_params(['depression_use=0', 'recovery_tau=0.2'])
+    assert params == RetinaParams(depression_use=0.0, recovery_tau=0.2)
+    for bad in ('depression=0', 'gc_types=on_off', 'depression_use', 'depression_use=fast'):
+        with pytest.raises(ValueError, match='NAME=VALUE'): experiments.retina_params([bad])
+    step = np.zeros((60, 16, 16), np.float32); step[10:40] = -1.0  # a dark step: OFF bipolars driven
+    def off_fast(changed, contrast):
+        cell = Retina(changed, 'tiny')
+        return _bipolar_release(cell, contrast * step, _initial_state(cell), np.ones(4, np.float32))[:, 1].mean(1)
+    np.testing.assert_allclose(off_fast(params, 2.0), 2 * off_fast(params, 1.0), rtol=1e-4, atol=1e-6)  # no depression: linear in the drive
+    depressed = off_fast(None, 2.0)[20:40] / off_fast(None, 1.0)[20:40]
+    assert depressed.max() < 1.9  # a depressing synapse gives less than twice for twice the drive

@@ -18,7 +18,8 @@ full-field blocks graded in contrast ('gaussian' flicker, or brief 'flashes' of 
 `--white-noise-share` the expected share of its white-noise blocks (0.25). `--targets true-rate` trains on the retina's
 noiseless rate instead of its recorded spikes (a bound on what the model could learn from the same movie; the test
 movie's repeats stay recorded). `--retina-ablate gain_control` (any of `retina.ABLATIONS`) records, and measures the
-phenomena and their true pathways on, a retina with that pathway silenced throughout. Appends one row to
+phenomena and their true pathways on, a retina with that pathway silenced throughout; `--retina-param depression_use=0`
+(any numeric field of `retina.RetinaParams`) on a retina with that parameter changed. Appends one row to
 nbs/data/training_experiments.csv (the table the training notebook shows). One run takes 10-30 minutes on 2 cores. `--reductions also` (or `only`, for a trained model: no training row) reduces the
 model as the study's reduce stage does, every cell where it reproduces a phenomenon, and appends the precision and
 recall of the called types against the retina's true pathways to nbs/data/reduction_experiments.csv, and each reduced
@@ -44,12 +45,26 @@ def quality_table(model, recording):
     return evaluate(predict_test(model, recording), recording.test_repeats, recording.true_test_rates)
 
 
-def score(model, recording, preset, row, ablate=()):
-    "Fill `row` with the model's test quality and the phenomena it reproduces (against the retina with `ablate` silenced)."
+def retina_params(settings=(), # 'NAME=VALUE' pairs, NAME a numeric field of `retina.RetinaParams`
+                 ):
+    "The retina's parameters with `settings` changed (None: none changed, the default retina)."
+    from retina_nbdev.retina import RetinaParams
+    if not settings: return None
+    defaults, changes = {f.name: f.default for f in dataclasses.fields(RetinaParams)}, {}
+    for setting in settings:
+        name, _, value = setting.partition('=')
+        try: changes[name] = type(defaults[name])(float(value)) if isinstance(defaults.get(name), (int, float)) else None
+        except ValueError: changes[name] = None
+        if changes[name] is None: raise ValueError(f"--retina-param {setting!r}: need NAME=VALUE, NAME a numeric field of RetinaParams and VALUE a number")
+    return RetinaParams(**changes)
+
+
+def score(model, recording, preset, row, ablate=(), params=None):
+    "Fill `row` with the model's test quality and the phenomena it reproduces (against the retina with `ablate` silenced, `params` its parameters)."
     from retina_nbdev import phenomena as ph
     from retina_nbdev.retina import Retina
     table = quality_table(model, recording)
-    retina, zscore = Retina(preset=preset, seed=0), (float(recording.stimulus_mean), float(recording.stimulus_std))
+    retina, zscore = Retina(params, preset, seed=0), (float(recording.stimulus_mean), float(recording.stimulus_std))
     shown = ph.reproduction(ph.compare_systems(ph.run_suite(retina, ablate=ablate), ph.run_suite(model, cell_types=retina.cell_types, zscore=zscore)))
     row.update(r_over_ceiling=round(float((table.r / table.ceiling).median()), 3), r_true=round(float(table.r_true.median()), 3),
                **{r.phenomenon: f"{r['reproduced (cnn)']}/{r['cells (retina)']}" for _, r in shown.iterrows()})
@@ -69,6 +84,7 @@ def retina_ablations(retina, ablate=()):
 
 def reduction_scores(model, recording, preset, folder: Path, row: dict,
                      ablate=(), # pathways silenced in the retina throughout: the truth is that retina's
+                     params=None, # the retina's parameters (`retina_params`); None: the default retina
                     ):
     "Fill `row` with the precision and recall of the model's reductions, scored as the study's reduce stage scores them; return the cells' table."
     import pandas as pd
@@ -78,7 +94,7 @@ def reduction_scores(model, recording, preset, folder: Path, row: dict,
     from retina_nbdev.phenomenon_reduction import attribute_phenomenon, reduce_attributed, score_reduction
     quality = quality_table(model, recording)
     row['r_over_ceiling'] = round(float((quality.r / quality.ceiling).median()), 3)
-    retina, zscore = Retina(preset=preset, seed=0), (float(recording.stimulus_mean), float(recording.stimulus_std))
+    retina, zscore = Retina(params, preset, seed=0), (float(recording.stimulus_mean), float(recording.stimulus_std))
     retina_suite, ablations = retina_ablations(retina, ablate)
     folder.mkdir(parents=True, exist_ok=True)
     comparison = ph.compare_systems(retina_suite, ph.run_suite(model, cell_types=retina.cell_types, zscore=zscore))
@@ -225,6 +241,8 @@ def main():
                         help="also reduce the model and score its reductions against the retina ('only': a trained model, no training row)")
     parser.add_argument('--retina-ablate', nargs='+', default=[], metavar='PATHWAY',
                         help="pathways of the retina silenced for the recording and the phenomena (`retina.ABLATIONS`: e.g. gain_control)")
+    parser.add_argument('--retina-param', nargs='+', default=[], metavar='NAME=VALUE',
+                        help="parameters of the retina changed for the recording and the phenomena (`retina.RetinaParams`: e.g. depression_use=0)")
     parser.add_argument('--out', type=Path, default=Path('experiments'))
     args = parser.parse_args()
     if args.reductions == 'only' and not (args.model or (args.rescore and (args.rescore/'run'/'state.json').exists())):
@@ -237,6 +255,8 @@ def main():
     from retina_nbdev.train import fit, TrainingConfig
     from retina_nbdev import retina, train
     ablate = retina.check_ablate(args.retina_ablate)
+    try: params = retina_params(args.retina_param)
+    except ValueError as error: parser.error(str(error))
     if args.image_seconds is not None or args.white_noise_share is not None:
         if args.train != 'ensemble': parser.error('--image-seconds and --white-noise-share change the ensemble: use them with --train ensemble')
         options = {key: value for key, value in dict(image_seconds=args.image_seconds, white_noise_share=args.white_noise_share).items() if value is not None}
@@ -251,7 +271,7 @@ def main():
                batch_size=args.batch_size, learning_rate=args.learning_rate, lr_patience=args.lr_patience).items() if value is not None}
     preset = dataclasses.replace(small, **changes)
     out = args.rescore or args.out/args.name
-    recording_file = args.recording or (out/'rec.h5' if (out/'rec.h5').exists() else simulate_experiment(preset, args.train, seed=0, out=out, ablate=ablate))
+    recording_file = args.recording or (out/'rec.h5' if (out/'rec.h5').exists() else simulate_experiment(preset, args.train, seed=0, out=out, ablate=ablate, params=params))
     if args.targets == 'true-rate': recording_file = noiseless_copy(recording_file, out/'noiseless.h5')
     recording = load_recording(recording_file, history=preset.history, nskip=preset.nskip)
     if args.model:
@@ -262,20 +282,20 @@ def main():
         model = bn_cnn(preset, num_cells=recording.num_cells, noise_std=args.noise_std)
         training = TrainingConfig(epochs=args.epochs, seed=args.seed, max_lr_drops=args.max_lr_drops)  # the schedule's patience: the preset's
         epochs = fit(model, recording, out/'run', training, progress=False, preset=preset).epoch
-    movie = args.train + (f" + {args.moving_bars:.0%} moving-bar blocks" if args.moving_bars else '') + (f", a new image every {args.image_seconds:g} s" if args.image_seconds is not None else '') + (f", {args.white_noise_share:.0%} white-noise blocks" if args.white_noise_share is not None else '') + (f", {args.flicker} full-field blocks" if args.flicker != 'binary' else '') + (', noiseless targets' if args.targets == 'true-rate' else '') + (f", retina without {' and '.join(ablate)}" if ablate else '')
+    movie = args.train + (f" + {args.moving_bars:.0%} moving-bar blocks" if args.moving_bars else '') + (f", a new image every {args.image_seconds:g} s" if args.image_seconds is not None else '') + (f", {args.white_noise_share:.0%} white-noise blocks" if args.white_noise_share is not None else '') + (f", {args.flicker} full-field blocks" if args.flicker != 'binary' else '') + (', noiseless targets' if args.targets == 'true-rate' else '') + (f", retina without {' and '.join(ablate)}" if ablate else '') + ''.join(f", retina with {setting}" for setting in args.retina_param)
     row = dict(name=args.name, train=movie, seed=args.seed, epochs=epochs, lr_patience=preset.lr_patience,
                train_minutes=round(preset.train_seconds / 60), history=preset.history, channels=preset.conv1_channels,
                l2=preset.l2, noise_std=args.noise_std, activity_l1=args.activity_l1, batch_size=preset.batch_size,
                learning_rate=preset.learning_rate)
     if args.reductions != 'only':
-        row = score(model, recording, preset, row, ablate)
+        row = score(model, recording, preset, row, ablate, params)
         row['minutes'] = round((time.perf_counter() - start) / 60, 1)
         print(json.dumps(row))
         append_row(ROOT/'nbs'/'data'/'training_experiments.csv', COLUMNS, row)
     if args.reductions != 'no':
         start = time.perf_counter()
         reduced = dict(name=args.name)
-        cells = reduction_scores(model, recording, preset, out/'reductions', reduced, ablate)
+        cells = reduction_scores(model, recording, preset, out/'reductions', reduced, ablate, params)
         reduced['minutes'] = round((time.perf_counter() - start) / 60, 1)
         print(json.dumps(reduced))
         for cell in cells.to_dict('records'): append_row(ROOT/'nbs'/'data'/'reduction_experiment_cells.csv', CELL_COLUMNS, dict(cell, name=args.name))
