@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 import h5py
 import numpy as np
-_all_ = ['BLOCK_KEYS', 'recording_path', 'repeat_key', 'write_recording', 'toy_recording', 'read_ground_truth']  # still offered as data.<name>
 
 # %% auto #0
 __all__ = ['FRAME_DTYPES', 'VALIDATION_FRACTION', 'Recording', 'load_recording', 'BLOCK_KEYS', 'recording_path', 'repeat_key',
            'write_recording', 'toy_recording', 'read_ground_truth']
+
+# %% ../nbs/01_data.ipynb #6bb50859
+_all_ = ['BLOCK_KEYS', 'recording_path', 'repeat_key', 'write_recording', 'toy_recording', 'read_ground_truth']  # still offered as data.<name>
 
 # %% ../nbs/01_data.ipynb #4456131c
 def _read(f, key, source, ndim, nonneg=False):

@@ -11,7 +11,6 @@ from .systems import *  # responses, system_input, in_bins, MS_PER_BIN
 from dataclasses import dataclass
 import numpy as np
 import pandas as pd
-_all_ = ['MS_PER_BIN', 'system_input', 'responses', 'in_bins']  # still offered as phenomena.<name>
 
 # %% auto #0
 __all__ = ['CRITERIA', 'MAIN_METRIC', 'METRIC_NULL', 'PHENOMENA', 'latency_ms', 'osr_stats', 'reversal_stats', 'peak_position',
@@ -20,6 +19,9 @@ __all__ = ['CRITERIA', 'MAIN_METRIC', 'METRIC_NULL', 'PHENOMENA', 'latency_ms', 
            'system_input', 'responses', 'in_bins', 'full_field', 'flash_movie', 'paired_flash', 'flash_train',
            'contrast_noise', 'bar_frames', 'bar_path', 'drifting_bar', 'reversing_bar', 'flashed_bars',
            'reversing_grating']
+
+# %% ../nbs/05a_phenomena.ipynb #8f07dd1d
+_all_ = ['MS_PER_BIN', 'system_input', 'responses', 'in_bins']  # still offered as phenomena.<name>
 
 # %% ../nbs/05a_phenomena.ipynb #2970d483
 from .stimuli import *

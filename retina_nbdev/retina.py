@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 from scipy import ndimage, signal
-_all_ = ['white_noise', 'pink_image', 'natural_images', 'natural_movie', 'stimulus_ensemble']  # still offered as retina.<name>
 
 # %% auto #0
 __all__ = ['BIPOLAR_TYPES', 'ABLATIONS', 'STIMULI', 'BLOCKS', 'RetinaParams', 'biphasic_filter', 'biphasic_iir',
            'gaussian_matrix', 'bipolar_spatial', 'check_ablate', 'Retina', 'smooth_counts', 'record_block',
            'simulate_experiment', 'white_noise', 'pink_image', 'natural_images', 'natural_movie', 'stimulus_ensemble']
+
+# %% ../nbs/02_retina.ipynb #d9b285e1
+_all_ = ['white_noise', 'pink_image', 'natural_images', 'natural_movie', 'stimulus_ensemble']  # still offered as retina.<name>
 
 # %% ../nbs/02_retina.ipynb #e9fa136c
 BIPOLAR_TYPES = ('on_fast', 'off_fast', 'on_slow', 'off_slow')  # the planted cell types, in wiring-column order
