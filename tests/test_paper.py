@@ -3,8 +3,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retina_nbdev.paper import (REDUCTION_COLUMNS, bar_centre, channel_color, channel_type, completeness_error, describe_reductions,
-                                event_frame, latency_table, read_reductions, reconstruction, reproduced_cells, shown_cell, type_grid)
+from retina_nbdev.paper import (bar_centre, channel_color, channel_type, completeness_error, describe_reductions, event_frame,
+                                latency_table, read_reductions, reconstruction, reproduced_cells, shown_cell, type_grid)
+from retina_nbdev.phenomenon_reduction import REDUCTION_COLUMNS  # the reduce stage's columns, defined where a reduced cell is scored
 
 
 def test_read_reductions_text_columns_and_empty(tmp_path):
