@@ -150,3 +150,27 @@ def test_a_retina_with_changed_parameters():
     np.testing.assert_allclose(off_fast(params, 2.0), 2 * off_fast(params, 1.0), rtol=1e-4, atol=1e-6)  # no depression: linear in the drive
     depressed = off_fast(None, 2.0)[20:40] / off_fast(None, 1.0)[20:40]
     assert depressed.max() < 1.9  # a depressing synapse gives less than twice for twice the drive
+
+
+def test_channel_filters_and_the_retinas_adapted_templates(tiny_study):
+    "`--reductions filters`: each conv1 channel's filter as `channel_types` reads it, then the retina's adapted release filters, each typed as its bipolar type."
+    from retina_nbdev.core import get_preset
+    from retina_nbdev.data import load_recording
+    from retina_nbdev.models import load_model
+    from retina_nbdev.reduction import classify_filter, effective_filters
+    from retina_nbdev.retina import BIPOLAR_TYPES
+    preset = get_preset('tiny')
+    recording = load_recording(tiny_study/'simulate'/'insilico'/'ensemble.h5', history=preset.history, nskip=preset.nskip)
+    model = load_model(tiny_study/'train'/'cnn.keras')
+    rows = experiments.channel_filters(model, recording, preset, frames=6000)
+    channels = effective_filters(model, batchnorm=False)
+    assert [row['source'] for row in rows] == [f'channel {c}' for c in range(len(channels))] + [f'adapted {t}' for t in BIPOLAR_TYPES]
+    filters = np.array([[float(v) for v in row['filter'].split()] for row in rows])
+    assert filters.shape == (len(channels) + 4, preset.history)  # lags 1..history
+    np.testing.assert_allclose(filters[:len(channels)], channels[:, 1:], rtol=1e-3, atol=1e-6)  # written to 4 significant digits
+    assert [classify_filter(np.r_[0, f]) for f in filters[len(channels):]] == list(BIPOLAR_TYPES)  # known answer: each template its own type
+    def fast_undershoot(settings):  # the adapted OFF-fast filter's negative lobe, as a share of its peak
+        off_fast = -np.array([float(v) for v in experiments.channel_filters(model, recording, preset, experiments.retina_params(settings), frames=6000)[len(channels) + 1]['filter'].split()])
+        return -off_fast.min() / off_fast.max()
+    assert fast_undershoot([]) > 0.2 and fast_undershoot(['fast_undershoot=0']) > 0.2  # depression alone makes the release biphasic
+    assert fast_undershoot(['fast_undershoot=0', 'depression_use=0']) < 0.1  # a monophasic filter and no depression: monophasic release

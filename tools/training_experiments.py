@@ -7,6 +7,7 @@
     python tools/training_experiments.py NAME --rescore FOLDER   # score a finished experiment's model again
     python tools/training_experiments.py NAME --model results/train/cnn.keras --recording results/simulate/insilico/ensemble.h5
     python tools/training_experiments.py NAME --rescore FOLDER --reductions only   # reduce a finished experiment's model
+    python tools/training_experiments.py NAME --rescore FOLDER --reductions filters   # only its filters, and the retina's
 
 `--train` is one of `retina_nbdev.retina.STIMULI` ('naturalscene', 'saccades': natural scenes whose image changes every
 0.3 s, 'ensemble', 'whitenoise'); the test movie is natural scenes except for 'whitenoise'. Every other option changes
@@ -24,7 +25,9 @@ nbs/data/training_experiments.csv (the table the training notebook shows). One r
 model as the study's reduce stage does, every cell where it reproduces a phenomenon, and appends the precision and
 recall of the called types against the retina's true pathways to nbs/data/reduction_experiments.csv, and each reduced
 cell (its kept channels, their types, the truth, the types the reduced CNN needs) to reduction_experiment_cells.csv
-(1-3 minutes).
+(1-3 minutes). With either, and alone with `--reductions filters`, each conv1 channel's effective temporal filter and
+the retina's adapted release filters under the training movie (the templates a channel's filter can be compared
+with) go to nbs/data/reduction_experiment_filters.csv.
 """
 import argparse, csv, dataclasses, functools, json, time
 from pathlib import Path
@@ -36,6 +39,7 @@ PHENOMENA = ('latency', 'osr', 'reversal', 'anticipation')  # `retina_nbdev.phen
 MODEL_REDUCTION_COLUMNS = (['name', 'r_over_ceiling'] + [f'{name}_{measure}' for name in PHENOMENA for measure in ('retina_cells', 'cells', 'precision', 'recall')]
                            + ['extra_types', 'extra_types_needed', 'minutes'])  # one row per model (reduction_experiments.csv)
 CELL_COLUMNS = ['name', 'phenomenon', 'cell', 'keep', 'types', 'truth', 'needed', 'precision', 'recall', 'extra', 'extra_needed']
+FILTER_COLUMNS = ['name', 'source', 'filter']  # source: 'channel K' (conv1) or 'adapted TYPE' (the retina); filter: lags 1..history, space-separated
 
 
 def quality_table(model, recording):
@@ -114,6 +118,22 @@ def reduction_scores(model, recording, preset, folder: Path, row: dict,
     scored = table.dropna(subset=['extra'])
     row.update(extra_types=int(scored.extra.sum()), extra_types_needed=round(float(scored.extra_needed.sum() / scored.extra.sum()), 3) if scored.extra.sum() else None)
     return table
+
+
+def channel_filters(model, recording, preset, params=None, # the retina's parameters (`retina_params`); None: the default retina
+                    frames: int = 12000, # frames of the training movie the adapted filters are fitted on (2 minutes)
+                   ):
+    "Rows of FILTER_COLUMNS (no name): each conv1 channel's effective filter (`effective_filters`, without batch norm, as `channel_types` types it), then each bipolar type's adapted release filter under the training movie (`linear_filters`)."
+    import numpy as np
+    from retina_nbdev.reduction import effective_filters, linear_filters
+    from retina_nbdev.retina import BIPOLAR_TYPES, Retina
+    movie = recording.stimulus('train')[:frames]
+    release = Retina(params, preset, seed=0).bipolar_release(movie)[:, :, ::3, ::3]  # every third pixel: sites enough for a 40-lag fit
+    sites = movie[:, ::3, ::3].reshape(len(movie), -1)
+    adapted = linear_filters(sites, release.transpose(1, 0, 2, 3).reshape(len(BIPOLAR_TYPES), len(movie), -1), recording.history)
+    sources = [f'channel {c}' for c in range(len(effective_filters(model)))] + [f'adapted {name}' for name in BIPOLAR_TYPES]
+    filters = np.concatenate([effective_filters(model, batchnorm=False), adapted])[:, 1:]  # lag 0 is 0 in both: left out
+    return [dict(source=source, filter=' '.join(f'{value:.4g}' for value in f)) for source, f in zip(sources, filters)]
 
 
 def append_row(target: Path, columns: list, row: dict):
@@ -237,16 +257,16 @@ def main():
     parser.add_argument('--rescore', type=Path, default=None, help='a finished experiment folder (rec.h5, run/) to score again')
     parser.add_argument('--model', type=Path, default=None, help="a trained model to score (with --recording: the demo's CNN)")
     parser.add_argument('--recording', type=Path, default=None, help='the recording --model was trained on')
-    parser.add_argument('--reductions', choices=('no', 'also', 'only'), default='no',
-                        help="also reduce the model and score its reductions against the retina ('only': a trained model, no training row)")
+    parser.add_argument('--reductions', choices=('no', 'also', 'only', 'filters'), default='no',
+                        help="also reduce the model and score its reductions against the retina ('only': a trained model, no training row; 'filters': its filters and the retina's alone)")
     parser.add_argument('--retina-ablate', nargs='+', default=[], metavar='PATHWAY',
                         help="pathways of the retina silenced for the recording and the phenomena (`retina.ABLATIONS`: e.g. gain_control)")
     parser.add_argument('--retina-param', nargs='+', default=[], metavar='NAME=VALUE',
                         help="parameters of the retina changed for the recording and the phenomena (`retina.RetinaParams`: e.g. depression_use=0)")
     parser.add_argument('--out', type=Path, default=Path('experiments'))
     args = parser.parse_args()
-    if args.reductions == 'only' and not (args.model or (args.rescore and (args.rescore/'run'/'state.json').exists())):
-        parser.error('--reductions only needs a trained model: --model FILE, or --rescore FOLDER of a finished run (FOLDER/run/state.json)')
+    if args.reductions in ('only', 'filters') and not (args.model or (args.rescore and (args.rescore/'run'/'state.json').exists())):
+        parser.error(f'--reductions {args.reductions} needs a trained model: --model FILE, or --rescore FOLDER of a finished run (FOLDER/run/state.json)')
     from retina_nbdev.core import configure_threads, get_preset, seed_everything
     configure_threads()
     from retina_nbdev.retina import simulate_experiment
@@ -287,12 +307,12 @@ def main():
                train_minutes=round(preset.train_seconds / 60), history=preset.history, channels=preset.conv1_channels,
                l2=preset.l2, noise_std=args.noise_std, activity_l1=args.activity_l1, batch_size=preset.batch_size,
                learning_rate=preset.learning_rate)
-    if args.reductions != 'only':
+    if args.reductions in ('no', 'also'):
         row = score(model, recording, preset, row, ablate, params)
         row['minutes'] = round((time.perf_counter() - start) / 60, 1)
         print(json.dumps(row))
         append_row(ROOT/'nbs'/'data'/'training_experiments.csv', COLUMNS, row)
-    if args.reductions != 'no':
+    if args.reductions in ('also', 'only'):
         start = time.perf_counter()
         reduced = dict(name=args.name)
         cells = reduction_scores(model, recording, preset, out/'reductions', reduced, ablate, params)
@@ -300,6 +320,8 @@ def main():
         print(json.dumps(reduced))
         for cell in cells.to_dict('records'): append_row(ROOT/'nbs'/'data'/'reduction_experiment_cells.csv', CELL_COLUMNS, dict(cell, name=args.name))
         append_row(ROOT/'nbs'/'data'/'reduction_experiments.csv', MODEL_REDUCTION_COLUMNS, reduced)
+    if args.reductions != 'no':
+        for row in channel_filters(model, recording, preset, params): append_row(ROOT/'nbs'/'data'/'reduction_experiment_filters.csv', FILTER_COLUMNS, dict(row, name=args.name))
 
 
 if __name__ == '__main__': main()
