@@ -17,7 +17,7 @@ def grid_jobs(preset_name, folder, methods=None):
     grid = pruning_grid(preset)
     if methods: grid['methods'] = tuple(methods)
     common = dict(recording=str(recording), preset=preset.name, grid=grid)
-    return lambda out: [Job(f"seed{s}-{m}-{c or 'all'}", 'retina_nbdev.pipeline:prune_job', dict(common, method=m, compression=c, out=str(out/'runs')), s)
+    return lambda out: [Job(f"seed{s}-{m}-{c or 'all'}", 'retina_nbdev.analysis_stages:prune_job', dict(common, method=m, compression=c, out=str(out/'runs')), s)
                         for s, m, c in pruning_runs(grid)]
 
 

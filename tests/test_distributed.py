@@ -70,14 +70,14 @@ print(json.dumps(dict(records=records, pins=pins)))
 
 def test_two_nodes_on_loopback(tiny_study, local_grid, tmp_path):
     "Two Ray nodes, each with its own custom resource (`ray start --resources`); a job asking for one runs on that node."
-    from retina_nbdev.pipeline import recording_of
+    from retina_nbdev.run_inputs import recording_of
     from retina_nbdev.pruning_study import pruning_grid
     # a fresh HOME: an auth token another Ray session left in ~/.ray must not meet a cluster that has none
     port, env = _free_port(), {**ENV, 'HOME': str(tmp_path/'home')}
     common = ['--node-ip-address=127.0.0.1', '--num-cpus=1', '--disable-usage-stats']
     config = dict(recording=str(recording_of({'simulate': tiny_study/'simulate'})), preset='tiny', grid=pruning_grid('tiny'), out=str(tmp_path/'runs'))
     runs = {'pin_head': ('dense', 1.0), 'pin_worker': ('random', 10.0)}  # two runs of the study's pruning grid, one per node
-    jobs = [dict(key=f'seed0-{method}-{compression}', function='retina_nbdev.pipeline:prune_job', config=dict(config, method=method, compression=compression),
+    jobs = [dict(key=f'seed0-{method}-{compression}', function='retina_nbdev.analysis_stages:prune_job', config=dict(config, method=method, compression=compression),
                  seed=0, resources={pin: 1}) for pin, (method, compression) in runs.items()]
     try:
         subprocess.run([str(RAY), 'start', '--head', f'--port={port}', '--include-dashboard=false', '--resources={"pin_head": 1}', *common],

@@ -80,7 +80,7 @@ def retina_ablations(retina, ablate=()):
     import pandas as pd
     from retina_nbdev import phenomena as ph
     from retina_nbdev.retina import ABLATIONS
-    from retina_nbdev.pipeline import ablation_table
+    from retina_nbdev.analysis_stages import ablation_table
     suite = ph.run_suite(retina, ablate=ablate)
     silenced = lambda name: tuple(dict.fromkeys(tuple(ablate) + (name,)))  # silencing a silenced pathway again changes nothing
     return suite, pd.concat([ablation_table(suite, 'none')] + [ablation_table(ph.run_suite(retina, ablate=silenced(name)), name) for name in ABLATIONS])
@@ -94,7 +94,7 @@ def reduction_scores(model, recording, preset, folder: Path, row: dict,
     import pandas as pd
     from retina_nbdev import phenomena as ph
     from retina_nbdev.retina import Retina
-    from retina_nbdev.pipeline import cells_to_reduce
+    from retina_nbdev.analysis_stages import cells_to_reduce
     from retina_nbdev.phenomenon_reduction import attribute_phenomenon, reduce_attributed, score_reduction
     quality = quality_table(model, recording)
     row['r_over_ceiling'] = round(float((quality.r / quality.ceiling).median()), 3)
