@@ -143,6 +143,8 @@ def test_a_retina_with_changed_parameters():
     assert params == RetinaParams(depression_use=0.0, recovery_tau=0.2)
     for bad in ('depression=0', 'gc_types=on_off', 'depression_use', 'depression_use=fast'):
         with pytest.raises(ValueError, match='NAME=VALUE'): experiments.retina_params([bad])
+    assert experiments.retina_params(['filter_order=4']).filter_order == 4
+    with pytest.raises(ValueError, match='filter_order is a whole number'): experiments.retina_params(['filter_order=2.5'])  # not truncated to 2
     step = np.zeros((60, 16, 16), np.float32); step[10:40] = -1.0  # a dark step: OFF bipolars driven
     def off_fast(changed, contrast):
         cell = Retina(changed, 'tiny')

@@ -57,9 +57,11 @@ def retina_params(settings=(), # 'NAME=VALUE' pairs, NAME a numeric field of `re
     defaults, changes = {f.name: f.default for f in dataclasses.fields(RetinaParams)}, {}
     for setting in settings:
         name, _, value = setting.partition('=')
-        try: changes[name] = type(defaults[name])(float(value)) if isinstance(defaults.get(name), (int, float)) else None
-        except ValueError: changes[name] = None
-        if changes[name] is None: raise ValueError(f"--retina-param {setting!r}: need NAME=VALUE, NAME a numeric field of RetinaParams and VALUE a number")
+        try: number = float(value) if isinstance(defaults.get(name), (int, float)) and not isinstance(defaults.get(name), bool) else None
+        except ValueError: number = None
+        if number is None: raise ValueError(f"--retina-param {setting!r}: need NAME=VALUE, NAME a numeric field of RetinaParams and VALUE a number")
+        if isinstance(defaults[name], int) and not number.is_integer(): raise ValueError(f"--retina-param {setting!r}: {name} is a whole number")
+        changes[name] = type(defaults[name])(number)
     return RetinaParams(**changes)
 
 
