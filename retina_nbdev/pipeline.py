@@ -6,9 +6,9 @@ Docs: https://retina-nbdev.github.io/retina_nbdev/pipeline.html.md"""
 
 # %% auto #0
 __all__ = ['MODEL_RATES', 'TRAIN_THREADS', 'find_recordings', 'simulate_stage', 'model_seeds', 'train_job', 'training_progress',
-           'train_stage', 'evaluate_stage', 'export_run_models', 'study_run', 'ablation_table', 'phenomena_stage',
-           'cells_to_reduce', 'not_reproduced', 'attribute_job', 'attribute_stage', 'reduce_stage', 'mei_stage',
-           'prune_job', 'prune_stage']
+           'train_stage', 'evaluate_stage', 'export_run_models', 'study_run', 'recording_of', 'load_run_recording',
+           'ablation_table', 'phenomena_stage', 'cells_to_reduce', 'not_reproduced', 'attribute_job', 'attribute_stage',
+           'reduce_stage', 'mei_stage', 'prune_job', 'prune_stage']
 
 # %% ../nbs/10a_pipeline.ipynb #9266ba4b
 from .core import *
@@ -196,8 +196,8 @@ def export_run_models(run: str | Path, # a run folder whose simulate, train and 
 from .analysis_stages import *
 
 # %% ../nbs/10a_pipeline.ipynb #78ecef79
-_all_ = ['ablation_table', 'phenomena_stage', 'cells_to_reduce', 'not_reproduced', 'attribute_job', 'attribute_stage',
-         'reduce_stage', 'mei_stage', 'prune_job', 'prune_stage']
+_all_ = ['recording_of', 'load_run_recording', 'ablation_table', 'phenomena_stage', 'cells_to_reduce', 'not_reproduced', 'attribute_job',
+         'attribute_stage', 'reduce_stage', 'mei_stage', 'prune_job', 'prune_stage']  # offered here as before the split
 
 # %% ../nbs/10a_pipeline.ipynb #b094a39a
 from .report import write_report

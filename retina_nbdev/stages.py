@@ -6,9 +6,9 @@ Docs: https://retina-nbdev.github.io/retina_nbdev/stages.html.md"""
 
 # %% auto #0
 __all__ = ['PRUNING_GRIDS', 'STAGES', 'FRAMEWORK', 'WINDOW_BATCHES_IN_FLIGHT', 'RunOptions', 'RunConfig', 'Stage', 'stage',
-           'file_hash', 'library_modules', 'stage_functions', 'stage_module', 'code_fingerprint', 'stage_key',
-           'read_manifest', 'is_complete', 'run_stage', 'job_memory', 'fan_out', 'write_jobs', 'stage_order',
-           'run_pipeline']
+           'file_hash', 'library_modules', 'stage_functions', 'stage_module', 'stage_sources', 'code_fingerprint',
+           'stage_key', 'read_manifest', 'is_complete', 'run_stage', 'job_memory', 'fan_out', 'write_jobs',
+           'stage_order', 'run_pipeline']
 
 # %% ../nbs/10_stages.ipynb #3abbad61
 from .core import *
@@ -129,34 +129,32 @@ def _functions(source):
 
 def _module_source(name): return Path(importlib.util.find_spec(f'retina_nbdev.{name}').origin).read_text()
 
-FRAMEWORK = 'stages'  # this module: how a stage is run, in no stage's fingerprint
+FRAMEWORK = 'stages'  # this module: how a stage is run, in no stage's key
 
-@lru_cache(maxsize=64)
-def _imports(source):
-    "The names a module's source imports at its top from other library modules (not the framework): name -> (module, function)."
+def _imports(module: str) -> dict:
+    "What `module` imports from other library modules (not the framework), as Python bound it: name -> (the module that defines it, its name there), or (module, None) for a module imported whole."
     names = {}
-    for node in ast.parse(source).body:
-        if not isinstance(node, ast.ImportFrom) or node.level > 1 or (node.level == 0 and not (node.module or '').startswith('retina_nbdev.')): continue
-        module = (node.module or '').removeprefix('retina_nbdev.')
-        if not module or module == FRAMEWORK or importlib.util.find_spec(f'retina_nbdev.{module}') is None: continue
-        defined = _functions(_module_source(module))
-        for alias in node.names:
-            if alias.name == '*': names.update({name: (module, name) for name in defined if not name.startswith('_')})
-            elif alias.name in defined: names[alias.asname or alias.name] = (module, alias.name)
+    for name, value in vars(importlib.import_module(f'retina_nbdev.{module}')).items():
+        home = value.__name__ if inspect.ismodule(value) else getattr(inspect.unwrap(value), '__module__', None) if callable(value) else None
+        where = (home or '').removeprefix('retina_nbdev.')
+        if not (home or '').startswith('retina_nbdev.') or where in (module, FRAMEWORK): continue
+        if inspect.ismodule(value): names[name] = (where, None)
+        elif getattr(value, '__name__', None) in _functions(_module_source(where)): names[name] = (where, value.__name__)
     return names
 
 def stage_functions(module: str, # the library module that defines the function
                     name: str, # a top-level function of it (a stage's)
                    ) -> set:
-    "(module, function) pairs `name` runs: the functions it names (calls, and jobs given as 'module:function') in its module or imported from another library module, followed through theirs."
+    "(module, function) pairs `name` runs: the functions it names (calls, and jobs given as 'module:function') in its module or imported from another library module (re-exports followed to where they are defined), through theirs; (module, None): a module it uses whole."
     found, todo = {(module, name)}, [(module, name)]
     while todo:
         module, name = todo.pop()
-        source = _module_source(module)
-        functions, imported = _functions(source), _imports(source)
+        functions, imported = _functions(_module_source(module)), _imports(module)
         for word in set(re.findall(r'\w+', functions[name])):
             target = (module, word) if word in functions else imported.get(word)
-            if target and target not in found: found.add(target); todo.append(target)
+            if target and target not in found:
+                found.add(target)
+                if target[1]: todo.append(target)
     return found
 
 def stage_module(stage: Stage) -> str | None:
@@ -168,15 +166,20 @@ def stage_module(stage: Stage) -> str | None:
         if f"@stage('{stage.name}'" in source and stage.run.__name__ in _functions(source): return name
     return None
 
-def code_fingerprint(stage: Stage) -> str:
-    "sha256 of the source a stage runs: its function, the library helpers it calls (`stage_functions`), and the library modules they import."
+def stage_sources(stage: Stage) -> dict:
+    "What a stage's key holds: 'module.function' (or a module's name, for a whole module) -> its source; nothing of `FRAMEWORK`."
     module = stage_module(stage)
-    if module is None: sources = [inspect.getsource(stage.run)]  # a stage defined outside the library (a notebook's toy stage)
-    elif stage.whole_module: sources = [_module_source(module)]
+    if module is None: sources = {stage.run.__name__: inspect.getsource(stage.run)}  # a stage defined outside the library (a notebook's toy stage)
+    elif stage.whole_module: sources = {module: _module_source(module)}
     else:
-        sources = [_functions(_module_source(where))[name] for where, name in sorted(stage_functions(module, stage.run.__name__))]
-    sources += [_module_source(name) for name in sorted(library_modules('\n'.join(sources)) - {module})]
-    return hashlib.sha256('\0'.join(sources).encode()).hexdigest()
+        called = sorted(stage_functions(module, stage.run.__name__), key=lambda pair: (pair[0], pair[1] or ''))
+        sources = {f'{where}.{name}' if name else where: _functions(_module_source(where))[name] if name else _module_source(where) for where, name in called}
+    imported = library_modules('\n'.join(sources.values())) - {module, FRAMEWORK} - set(sources)
+    return sources | {name: _module_source(name) for name in sorted(imported)}
+
+def code_fingerprint(stage: Stage) -> str:
+    "sha256 of the source a stage runs (`stage_sources`): its function, the library helpers it calls, and the library modules they import."
+    return hashlib.sha256('\0'.join(stage_sources(stage).values()).encode()).hexdigest()
 
 def stage_key(stage: Stage, config: RunConfig, upstream: dict) -> str:
     "A hash of what determines a stage's result: the run's preset, seed and data, the options and code it uses, its inputs."

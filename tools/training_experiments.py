@@ -82,7 +82,7 @@ def retina_ablations(retina, ablate=()):
     import pandas as pd
     from retina_nbdev import phenomena as ph
     from retina_nbdev.retina import ABLATIONS
-    from retina_nbdev.analysis_stages import ablation_table
+    from retina_nbdev.pipeline import ablation_table
     suite = ph.run_suite(retina, ablate=ablate)
     silenced = lambda name: tuple(dict.fromkeys(tuple(ablate) + (name,)))  # silencing a silenced pathway again changes nothing
     return suite, pd.concat([ablation_table(suite, 'none')] + [ablation_table(ph.run_suite(retina, ablate=silenced(name)), name) for name in ABLATIONS])
@@ -96,7 +96,7 @@ def reduction_scores(model, recording, preset, folder: Path, row: dict,
     import pandas as pd
     from retina_nbdev import phenomena as ph
     from retina_nbdev.retina import Retina
-    from retina_nbdev.analysis_stages import cells_to_reduce
+    from retina_nbdev.pipeline import cells_to_reduce
     from retina_nbdev.phenomenon_reduction import attribute_phenomenon, reduce_attributed, score_reduction
     quality = quality_table(model, recording)
     row['r_over_ceiling'] = round(float((quality.r / quality.ceiling).median()), 3)
@@ -125,7 +125,7 @@ def reduction_scores(model, recording, preset, folder: Path, row: dict,
 def channel_filters(model, recording, preset, params=None, # the retina's parameters (`retina_params`); None: the default retina
                     frames: int = 12000, # frames of the training movie the adapted filters are fitted on (2 minutes)
                    ):
-    "Rows of FILTER_COLUMNS (no name): each conv1 channel's effective filter (`effective_filters`, without batch norm, as `channel_types` types it), then each bipolar type's adapted release filter under the training movie (`linear_filters`)."
+    "Rows of FILTER_COLUMNS (no name): each conv1 channel's effective filter (`effective_filters`, without batch norm, as `channel_types` types it), then each bipolar type's adapted release filter under the training movie (`linear_filters`; every type releases: an ablated bipolar type's filter is the one it would have)."
     import numpy as np
     from retina_nbdev.reduction import effective_filters, linear_filters
     from retina_nbdev.retina import BIPOLAR_TYPES, Retina
