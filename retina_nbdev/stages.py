@@ -133,23 +133,26 @@ FRAMEWORK = 'stages'  # this module: how a stage is run, in no stage's key
 
 def _imports(module: str) -> dict:
     "What `module` imports from other library modules (not the framework), as Python bound it: name -> (the module that defines it, its name there), or (module, None) for a module imported whole."
-    names = {}
+    names, defined = {}, {}  # defined: each defining module's functions, read once
     for name, value in vars(importlib.import_module(f'retina_nbdev.{module}')).items():
         home = value.__name__ if inspect.ismodule(value) else getattr(inspect.unwrap(value), '__module__', None) if callable(value) else None
         where = (home or '').removeprefix('retina_nbdev.')
         if not (home or '').startswith('retina_nbdev.') or where in (module, FRAMEWORK): continue
         if inspect.ismodule(value): names[name] = (where, None)
-        elif getattr(value, '__name__', None) in _functions(_module_source(where)): names[name] = (where, value.__name__)
+        else:
+            if where not in defined: defined[where] = _functions(_module_source(where))
+            if getattr(value, '__name__', None) in defined[where]: names[name] = (where, value.__name__)
     return names
 
 def stage_functions(module: str, # the library module that defines the function
                     name: str, # a top-level function of it (a stage's)
                    ) -> set:
     "(module, function) pairs `name` runs: the functions it names (calls, and jobs given as 'module:function') in its module or imported from another library module (re-exports followed to where they are defined), through theirs; (module, None): a module it uses whole."
-    found, todo = {(module, name)}, [(module, name)]
+    found, todo, imports = {(module, name)}, [(module, name)], {}  # imports: each module's, read once
     while todo:
         module, name = todo.pop()
-        functions, imported = _functions(_module_source(module)), _imports(module)
+        if module not in imports: imports[module] = _imports(module)
+        functions, imported = _functions(_module_source(module)), imports[module]
         for word in set(re.findall(r'\w+', functions[name])):
             target = (module, word) if word in functions else imported.get(word)
             if target and target not in found:

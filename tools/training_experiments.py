@@ -133,8 +133,9 @@ def channel_filters(model, recording, preset, params=None, # the retina's parame
     release = Retina(params, preset, seed=0).bipolar_release(movie)[:, :, ::3, ::3]  # every third pixel: sites enough for a 40-lag fit
     sites = movie[:, ::3, ::3].reshape(len(movie), -1)
     adapted = linear_filters(sites, release.transpose(1, 0, 2, 3).reshape(len(BIPOLAR_TYPES), len(movie), -1), recording.history)
-    sources = [f'channel {c}' for c in range(len(effective_filters(model)))] + [f'adapted {name}' for name in BIPOLAR_TYPES]
-    filters = np.concatenate([effective_filters(model, batchnorm=False), adapted])[:, 1:]  # lag 0 is 0 in both: left out
+    channels = effective_filters(model, batchnorm=False)
+    sources = [f'channel {c}' for c in range(len(channels))] + [f'adapted {name}' for name in BIPOLAR_TYPES]
+    filters = np.concatenate([channels, adapted])[:, 1:]  # lag 0 is 0 in both: left out
     return [dict(source=source, filter=' '.join(f'{value:.4g}' for value in f)) for source, f in zip(sources, filters)]
 
 
