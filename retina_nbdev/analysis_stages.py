@@ -172,13 +172,13 @@ def prune_job(config: dict, # recording, preset, grid, method, compression, out
 def prune_stage(config, folder, inputs, work):
     import pandas as pd
     from retina_nbdev.distributed import Job
-    from retina_nbdev.pruning_study import pruning_grid, pruning_runs
+    from retina_nbdev.pruning_study import pruning_grid, pruning_runs, run_cost
     choice, recording = config.options.pruning, recording_of(inputs)
     grid = {**pruning_grid(config.preset, choice if isinstance(choice, str) else 'reduced'), **(choice if isinstance(choice, dict) else {})}
     memory = job_memory(recording, config.preset.batch_size)  # read once: every job loads the same file
     common = dict(recording=str(recording), preset=config.preset.to_dict(), grid=grid, out=str(work/'runs'))
     jobs = [Job(f"seed{seed}-{method}-{compression or 'all'}", 'retina_nbdev.analysis_stages:prune_job', dict(common, method=method, compression=compression),
-                seed, num_gpus=1, memory=memory) for seed, method, compression in pruning_runs(grid)]
+                seed, num_gpus=1, memory=memory, cost=run_cost(grid, method)) for seed, method, compression in pruning_runs(grid)]
     records = fan_out(config, jobs, work, 'prune')
     table = pd.DataFrame([row for record in records for row in record['result']['rows']])
     table.to_csv(folder/'pruning.csv', index=False)
