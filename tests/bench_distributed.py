@@ -10,14 +10,15 @@ from pathlib import Path
 def grid_jobs(preset_name, folder, methods=None):
     from retina_nbdev.core import get_preset
     from retina_nbdev.retina import simulate_experiment
-    from retina_nbdev.pruning_study import pruning_grid, pruning_runs
+    from retina_nbdev.pruning_study import pruning_grid, pruning_runs, run_cost
     from retina_nbdev.distributed import Job
     preset = get_preset(preset_name)
     recording = simulate_experiment(preset, 'naturalscene', seed=0, out=folder/'data')
     grid = pruning_grid(preset)
     if methods: grid['methods'] = tuple(methods)
     common = dict(recording=str(recording), preset=preset.name, grid=grid)
-    return lambda out: [Job(f"seed{s}-{m}-{c or 'all'}", 'retina_nbdev.analysis_stages:prune_job', dict(common, method=m, compression=c, out=str(out/'runs')), s)
+    return lambda out: [Job(f"seed{s}-{m}-{c or 'all'}", 'retina_nbdev.analysis_stages:prune_job', dict(common, method=m, compression=c, out=str(out/'runs')), s,
+                            cost=run_cost(grid, m))
                         for s, m, c in pruning_runs(grid)]
 
 

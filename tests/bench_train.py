@@ -4,7 +4,8 @@ multiple of its frames (the recording is written by one process and trained on i
 the training's own). It runs at the paper preset's batch of 1,000 and at 5,000, with the movies held in float32, and
 at 5,000 with them in float16 (`load_recording(..., dtype='float16')`). On the 2-core development machine: 1.38x,
 1.73x and 1.22x the float32 frames (3.31 GiB); before the loader held the movie once, 3.31x. Throughput is measured
-at each preset's batch.
+at each preset's batch; prediction (`predict_chunked`, compiled once per model) against the same chunks run
+eagerly, in samples per second (2.5x at `small`).
 
     python tests/bench_train.py [--presets small paper] [--skip-memory] [--seconds 20]
 
@@ -47,6 +48,23 @@ def bench_ours(preset, batch_size, seconds):
         step(*gather_chunks(frames, rates, batch, chunk_length, preset.history)); done += batch_size
         if time.perf_counter() - start > seconds: break
     return done / (time.perf_counter() - start)
+
+
+def bench_predict(preset, seconds, chunk_length=256):
+    "Samples/s of prediction: `predict_chunked` (compiled once per model) vs the same chunks through eager `chunked_forward`."
+    import tensorflow as tf
+    from retina_nbdev.models import bn_cnn
+    from retina_nbdev.chunked import predict_chunked, chunked_forward, model_tail
+    frames, _ = _movie(preset, 20 * chunk_length)
+    model, span = bn_cnn(preset), chunk_length + preset.history - 1
+    tail, chunks = model_tail(model), [tf.constant(frames[None, i:i + span]) for i in range(0, 19 * chunk_length, chunk_length)]
+    def rate(predict):
+        predict(); done, start = 0, time.perf_counter()  # the first call traces
+        while time.perf_counter() - start < seconds: predict(); done += 19 * chunk_length
+        return done / (time.perf_counter() - start)
+    compiled = rate(lambda: predict_chunked(model, frames, chunk_length=chunk_length, stop=19 * chunk_length))
+    eager = rate(lambda: [chunked_forward(model, chunk, tail).numpy() for chunk in chunks])
+    return compiled, eager
 
 
 def bench_plain(preset, batch_size, seconds):
@@ -173,6 +191,9 @@ def main():
         print(f"{name:6s} batch {batch}: ours {row['ours']:8.1f}  plain {row['plain']:8.1f}  torch {torch_text}  samples/s;"
               f"  ours/plain {row['ours'] / row['plain']:.1f}x" + (f"  ours/torch {row['ours'] / row['torch']:.1f}x" if row['torch'] else ''),
               flush=True)
+        compiled, eager = bench_predict(preset, args.seconds / 2)
+        results[name].update(predict_compiled=compiled, predict_eager=eager)
+        print(f"{name:6s} prediction: compiled {compiled:8.1f}  eager {eager:8.1f}  samples/s;  {compiled / eager:.1f}x", flush=True)
     if not args.skip_memory:
         for run in args.memory_runs:
             batch_size, dtype = int(run.split(':')[0]), run.split(':')[1]
