@@ -88,8 +88,9 @@ def compiled_forward(model: keras.Model, # a model for which `supports_chunks` i
                     ):
     "`chunked_forward` in inference mode as a TensorFlow function, compiled once per model: chunks -> rates tensor."
     if model not in _COMPILED:
-        owner, tail = weakref.ref(model), model_tail(model)  # a weak reference: the cache does not keep the model alive
-        _COMPILED[model] = tf.function(lambda chunks: chunked_forward(owner(), chunks, tail))  # one trace per chunk shape: FFT sizes are static
+        conv1, tail = model.get_layer('conv1'), model_tail(model)  # its layers, not the model: the cache does not keep it alive
+        bias = conv1.bias if conv1.use_bias else None
+        _COMPILED[model] = tf.function(lambda chunks: tail(fft_conv1(chunks, conv1.kernel, bias), training=False))  # a trace per chunk shape: FFT sizes are static
     return _COMPILED[model]
 
 # %% ../nbs/04_chunked.ipynb #ce778271

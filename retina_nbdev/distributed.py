@@ -49,12 +49,12 @@ def run_job(job: Job, # the job
     if path.exists(): return json.loads(path.read_text())
     where = dict(host=socket.gethostname(), node=_node_id(), pid=os.getpid())
     write_json(_running_path(out, job.key), dict(key=job.key, started=time.strftime('%Y-%m-%dT%H:%M:%S'), **where))
-    start = time.perf_counter()
+    start, started = time.perf_counter(), time.time()
     try:
         function = _resolve(job.function)
         result = function(job.config) if job.seed is None else function(job.config, job.seed)
         record = dict(key=job.key, function=job.function, config=job.config, seed=job.seed, result=result,
-                      seconds=round(time.perf_counter() - start, 3), **where)
+                      started=started, seconds=round(time.perf_counter() - start, 3), **where)
         write_json(path, record)
     finally: _running_path(out, job.key).unlink(missing_ok=True)
     return record

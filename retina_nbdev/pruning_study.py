@@ -68,8 +68,9 @@ def pruning_runs(grid: dict, # a grid from `pruning_grid`
 def run_cost(grid: dict, # a grid from `pruning_grid`
              method: str, # the run's method (`pruning_runs`)
             ) -> int:
-    "Models a run of the grid trains: one per compression above 1 for 'rewinding', else one."
-    return sum(check_compression(c) > 1 for c in set(grid['compressions'])) if method == 'rewinding' else 1
+    "Models a run of the grid trains: 'rewinding' one per compression, the dense one at 1 included; any other run one."
+    if method != 'rewinding': return 1
+    return len({check_compression(compression) for compression in grid['compressions']} | {1.0})
 
 # %% ../nbs/08a_pruning_study.ipynb #7c41e0a9
 def run_folder(out: str | Path, # the study's folder
