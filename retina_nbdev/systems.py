@@ -36,11 +36,11 @@ def system_input(system, # a `Retina`, a Keras model or a callable movie -> rate
 
 # %% ../nbs/05_systems.ipynb #827bf583
 def _model_responses(model, movies, history, batch_frames):
-    from retina_nbdev.chunked import supports_chunks, chunked_forward, model_tail
+    from retina_nbdev.chunked import supports_chunks, chunked_forward
     num_movies, num_frames = movies.shape[:2]
     if supports_chunks(model):
-        tail, step = model_tail(model), max(1, batch_frames // num_frames)
-        return np.concatenate([chunked_forward(model, movies[i:i + step], tail).numpy()
+        step = max(1, batch_frames // num_frames)  # the model's tail is built once (`chunked.shared_tail`)
+        return np.concatenate([chunked_forward(model, movies[i:i + step]).numpy()
                                .reshape(len(movies[i:i + step]), num_frames - history + 1, -1)[:, :-1]
                                for i in range(0, num_movies, step)])
     from retina_nbdev.windows import window_dataset
