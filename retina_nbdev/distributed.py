@@ -48,8 +48,9 @@ def run_job(job: Job, # the job
     path = job_path(out, job.key)
     if path.exists(): return json.loads(path.read_text())
     where = dict(host=socket.gethostname(), node=_node_id(), pid=os.getpid())
-    write_json(_running_path(out, job.key), dict(key=job.key, started=time.strftime('%Y-%m-%dT%H:%M:%S'), **where))
-    start, started = time.perf_counter(), time.time()
+    started = time.time()  # Unix seconds, in the in-flight file and the record alike
+    write_json(_running_path(out, job.key), dict(key=job.key, started=started, **where))
+    start = time.perf_counter()
     try:
         function = _resolve(job.function)
         result = function(job.config) if job.seed is None else function(job.config, job.seed)
@@ -61,7 +62,7 @@ def run_job(job: Job, # the job
 
 def running_jobs(out: str | Path, # the folder jobs write to
                 ) -> list:
-    "The jobs in flight under `out` (or killed mid-job and not yet retried): key, start time, host, node, process id."
+    "The jobs in flight under `out` (or killed mid-job and not yet retried): key, start (Unix seconds), host, node, process id."
     return [json.loads(p.read_text()) for p in sorted((Path(out)/'jobs').glob('*.running'))]
 
 def _node_id():
