@@ -80,15 +80,17 @@ def supports_chunks(model: keras.Model) -> bool:
             and tuple(conv1.strides) == (1, 1) and tuple(conv1.dilation_rate) == (1, 1))
 
 # %% ../nbs/04_chunked.ipynb #75c6a492
+def _through(conv1, tail, chunks, training=False):
+    "conv1 by FFT, then the tail: the forward pass both the eager and the compiled paths run."
+    return tail(fft_conv1(chunks, conv1.kernel, conv1.bias if conv1.use_bias else None), training=training)
+
 def chunked_forward(model: keras.Model, # a model for which `supports_chunks` is true
                     chunks, # (n, T, H, W) movie chunks
                     tail: keras.Model | None = None, # the tail to apply; None: `shared_tail(model)`
                     training: bool = False, # training mode (batch statistics, noise)
                    ):
     "The model's output for every window of every chunk, (n*L, num_cells), via `fft_conv1`."
-    conv1 = model.get_layer('conv1')
-    tail = tail or shared_tail(model)
-    return tail(fft_conv1(chunks, conv1.kernel, conv1.bias if conv1.use_bias else None), training=training)
+    return _through(model.get_layer('conv1'), tail or shared_tail(model), chunks, training)
 
 # %% ../nbs/04_chunked.ipynb #2bbf39b2
 _COMPILED = weakref.WeakKeyDictionary()  # model -> its compiled inference forward; an entry goes with its model
@@ -98,8 +100,7 @@ def compiled_forward(model: keras.Model, # a model for which `supports_chunks` i
     "`chunked_forward` in inference mode as a TensorFlow function, compiled once per model: chunks -> rates tensor."
     if model not in _COMPILED:
         conv1, tail = model.get_layer('conv1'), shared_tail(model)  # its layers, not the model: the cache does not keep it alive
-        bias = conv1.bias if conv1.use_bias else None
-        _COMPILED[model] = tf.function(lambda chunks: tail(fft_conv1(chunks, conv1.kernel, bias), training=False))  # a trace per chunk shape: FFT sizes are static
+        _COMPILED[model] = tf.function(lambda chunks: _through(conv1, tail, chunks))  # a trace per chunk shape: FFT sizes are static
     return _COMPILED[model]
 
 # %% ../nbs/04_chunked.ipynb #ce778271
